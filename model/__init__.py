@@ -1,0 +1,1 @@
+"""The CNN+RNN fusion classifier: training, evaluation, bundles and inference."""

@@ -1,0 +1,184 @@
+#!/usr/bin/env python
+"""Command-line entry point: replay sessions, generate surrogate data, run the demo.
+
+Run ``python run_stream.py --help`` or ``python run_stream.py COMMAND --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+from stream.lsl_safety import use_project_lsl_config
+
+
+def _speed(text: str) -> float:
+    if text.lower() in {"max", "inf", "fast"}:
+        return math.inf
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"speed must be > 0 or 'max', got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="run_stream.py",
+        description="Real-time EEG + fMRI sleep-state classification over LSL.",
+    )
+    parser.add_argument(
+        "--lsl-config",
+        metavar="FILE",
+        help="a lab's lsl_api.cfg (default: the project's loopback-only configuration)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    replay = commands.add_parser(
+        "replay",
+        help="publish a recorded or surrogate session as LSL streams",
+        description="Publish a ds003768-format session as LSL streams (EEG, fMRI, triggers, truth).",
+    )
+    replay.add_argument(
+        "--session",
+        default="surrogate",
+        help="'surrogate' (the bundled surrogate subject) or a ds003768-style dataset folder",
+    )
+    replay.add_argument(
+        "--subject", default=None, help="subject label (default: 27 for the surrogate, else 01)"
+    )
+    replay.add_argument("--run", default="sleep-2", help="run, e.g. sleep-1 or rest-2 (default: sleep-2)")
+    replay.add_argument(
+        "--speed", type=_speed, default=1.0, help="1 = real time; 10 = ten times faster; 'max'"
+    )
+    replay.add_argument("--loop", action="store_true", help="start again at the end")
+    replay.add_argument(
+        "--fmri-lag", type=float, default=0.0, metavar="S", help="fMRI delivery delay in seconds"
+    )
+    replay.add_argument("--with-truth", action="store_true", help="also publish the scored stages (Markers)")
+    replay.add_argument("--prefix", default=None, help="stream-name prefix (default: the session label)")
+    replay.add_argument("--mask", default=None, help="brain mask NIfTI for the region means")
+    replay.add_argument("--atlas", default=None, help="atlas label NIfTI for the region means")
+    replay.add_argument(
+        "--sfreq", type=float, default=250.0, help="EEG rate of the surrogate (default 250 Hz)"
+    )
+    replay.add_argument(
+        "--wait-for-consumers",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait up to S seconds for a consumer on every stream before starting",
+    )
+
+    surrogate = commands.add_parser(
+        "surrogate",
+        help="write surrogate runs in the ds003768 layout",
+        description="Write surrogate runs (synthetic EEG and BOLD, real scoring) in the ds003768 layout.",
+    )
+    surrogate.add_argument("-o", "--output", required=True, help="dataset folder to write")
+    surrogate.add_argument("--subject", default="27", help="real subject whose scoring is followed")
+    surrogate.add_argument("--runs", nargs="+", default=["rest-1", "sleep-2"], help="runs to write")
+    surrogate.add_argument("--sfreq", type=float, default=250.0, help="EEG rate in Hz (real data: 5000)")
+    surrogate.add_argument("--seed", type=int, default=0)
+    surrogate.add_argument("--sample-index", action="store_true", help="add a SampleIndex test channel")
+
+    demo = commands.add_parser(
+        "demo",
+        help="replay the bundled surrogate session with truth",
+        description="Replay the bundled surrogate session (with truth) on LSL, looping.",
+    )
+    demo.add_argument("--speed", type=_speed, default=1.0)
+    return parser
+
+
+def _load_session(args: argparse.Namespace):
+    from simulators.session import read_session
+    from simulators.surrogate import BUNDLED_SUBJECT, bundled_surrogate
+
+    if args.session == "surrogate":
+        root = bundled_surrogate((args.run,), sfreq=args.sfreq)
+        subject = args.subject or BUNDLED_SUBJECT
+    else:
+        root = Path(args.session)
+        if not root.is_dir():
+            raise SystemExit(f"error: dataset folder {root} does not exist")
+        subject = args.subject or "01"
+    return read_session(root, subject, args.run, mask=args.mask, atlas=args.atlas)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from simulators.replay import SessionPlayer
+
+    session = _load_session(args)
+    player = SessionPlayer(
+        session,
+        speed=args.speed,
+        loop=args.loop,
+        fmri_lag=args.fmri_lag,
+        with_truth=args.with_truth,
+        prefix=args.prefix,
+        wait_for_consumers=args.wait_for_consumers,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with player:
+        print(
+            f"Replaying {session.label}: {session.duration:.0f} s of EEG at {session.sfreq:g} Hz, "
+            f"{session.n_volumes} volumes (TR {session.tr:g} s), speed {args.speed:g}",
+            flush=True,
+        )
+        for kind, identity in player.streams.items():
+            print(
+                f"  {kind:<8} name={identity.name}  type={identity.stype}  source_id={identity.source_id}",
+                flush=True,
+            )
+        print("Press Ctrl-C to stop.", flush=True)
+        try:
+            while player.is_running:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            print("Stopping.", flush=True)
+    if player.error is not None:
+        print(f"error: replay failed: {player.error}", file=sys.stderr)
+        return 1
+    print(f"Done: {player.samples_pushed} EEG samples pushed.", flush=True)
+    return 0
+
+
+def _surrogate(args: argparse.Namespace) -> int:
+    from simulators.surrogate import write_surrogate_run
+
+    for run in args.runs:
+        paths = write_surrogate_run(
+            args.output,
+            args.subject,
+            run,
+            sfreq=args.sfreq,
+            seed=args.seed,
+            sample_index_channel=args.sample_index,
+        )
+        print(f"wrote {paths.eeg_header} and {paths.bold}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    use_project_lsl_config(args.lsl_config)
+    if args.command == "replay":
+        return _replay(args)
+    if args.command == "surrogate":
+        return _surrogate(args)
+    if args.command == "demo":
+        demo_args = build_parser().parse_args(
+            ["replay", "--with-truth", "--loop", "--speed", str(args.speed)]
+        )
+        return _replay(demo_args)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Replay side: ds003768-format session reading, surrogate sessions and LSL replay."""

@@ -1,0 +1,300 @@
+"""Replay a :class:`~simulators.session.Session` as LSL streams.
+
+Four outlets, named ``<prefix>-EEG``, ``<prefix>-fMRI``, ``<prefix>-Triggers``
+and (optionally) ``<prefix>-Truth``, each with a unique source_id:
+
+- EEG: type ``EEG``, float32, one channel per recorded channel (labels, types
+  and units in the XML description, as mne-lsl and LabRecorder read them),
+  nominal rate = the recording's.
+- fMRI: type ``fMRI``, float32, one sample per volume: the volume index then
+  the mean of each region; nominal rate 1/TR. Its timestamp is the volume's
+  acquisition time (its trigger), even when delivery is delayed by ``fmri_lag``
+  as in real-time fMRI, which arrives 1-3 s after acquisition.
+- Triggers: type ``Markers``, ``R128`` at each volume's acquisition time.
+- Truth: type ``Markers``, the scored stage (``W``, ``N1``, ``N2``, ``N3`` or
+  ``unscored``) at each 30 s epoch start.
+
+Timestamps are ``t0 + session time``, where ``t0`` is the LSL clock at the
+start; at a speed factor above 1 they run ahead of the LSL clock, which keeps
+every interval between samples as recorded. Looping continues the timestamps
+and the volume index. The player runs in a background thread and is a context
+manager, so outlets are always closed.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulators.scoring import EPOCH_SECONDS
+from simulators.session import Session
+
+CHUNK_SECONDS = 0.02
+MAX_CHUNK_SAMPLES = 4096
+
+
+@dataclass(frozen=True)
+class StreamIdentity:
+    """Name, type and source_id of one replayed stream."""
+
+    name: str
+    stype: str
+    source_id: str
+
+
+class SessionPlayer:
+    """Publish a session on LSL in real time, faster, or as fast as possible.
+
+    Parameters
+    ----------
+    session : Session
+        The run to replay.
+    speed : float
+        Time compression: 1 = real time, 10 = ten times faster; ``math.inf``
+        pushes everything as fast as possible (the outlets then buffer the
+        whole run, so a late consumer still receives every sample).
+    loop : bool
+        Start again at the end, with continuing timestamps and volume index.
+    fmri_lag : float
+        Delivery delay of each fMRI sample after its volume's acquisition, in
+        seconds of session time.
+    with_truth : bool
+        Publish the scored stages as a ``Markers`` stream.
+    prefix : str | None
+        Stream-name prefix; the session label by default.
+    wait_for_consumers : float
+        Seconds to wait, before starting the clock, for every outlet to have a
+        consumer (0 = start at once).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        speed: float = 1.0,
+        loop: bool = False,
+        fmri_lag: float = 0.0,
+        with_truth: bool = False,
+        prefix: str | None = None,
+        wait_for_consumers: float = 0.0,
+    ) -> None:
+        if not speed > 0:
+            raise ValueError(f"speed must be > 0 (math.inf for as fast as possible), got {speed}")
+        if not 0 <= fmri_lag <= 60:
+            raise ValueError(f"fmri_lag must be between 0 and 60 s, got {fmri_lag}")
+        if with_truth and session.scoring is None:
+            raise ValueError(f"{session.label} has no scoring: cannot publish a truth stream")
+        self.session = session
+        self.speed = float(speed)
+        self.loop = loop
+        self.fmri_lag = float(fmri_lag)
+        self.with_truth = with_truth
+        self.prefix = prefix or session.label
+        self.wait_for_consumers = float(wait_for_consumers)
+        token = uuid.uuid4().hex[:8]
+        kinds = [("EEG", "EEG"), ("fMRI", "fMRI"), ("Triggers", "Markers")]
+        if with_truth:
+            kinds.append(("Truth", "Markers"))
+        self.streams = {
+            kind: StreamIdentity(f"{self.prefix}-{kind}", stype, f"{self.prefix}-{kind}-{token}")
+            for kind, stype in kinds
+        }
+        self._outlets: dict = {}
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._finished = threading.Event()
+        self.error: BaseException | None = None
+        self.samples_pushed = 0
+        self.loops_completed = 0
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> SessionPlayer:
+        """Create the outlets and start replaying in a background thread."""
+        if self._thread is not None:
+            raise RuntimeError("this player has already been started")
+        self._outlets = self._make_outlets()
+        self._thread = threading.Thread(target=self._run, name=f"replay-{self.prefix}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the replay and close the outlets."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._outlets.clear()  # dropping the outlets unregisters the streams
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until a non-looping replay has pushed everything; True if it has."""
+        return self._finished.wait(timeout)
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the replay thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> SessionPlayer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # -- outlets -----------------------------------------------------------
+    def _make_outlets(self) -> dict:
+        import pylsl
+
+        session = self.session
+        buffered = 360
+        if math.isinf(self.speed):
+            buffered = int(session.duration) + 60
+        eeg = pylsl.StreamInfo(
+            self.streams["EEG"].name,
+            "EEG",
+            len(session.ch_names),
+            session.sfreq,
+            "float32",
+            self.streams["EEG"].source_id,
+        )
+        eeg.set_channel_labels(session.ch_names)
+        eeg.set_channel_types(list(session.ch_types))
+        eeg.set_channel_units(list(session.channel_units))
+        self._describe(eeg, reference="FCz", manufacturer="Brain Products (replay)")
+
+        n_regions = session.parcellation.n_regions
+        fmri = pylsl.StreamInfo(
+            self.streams["fMRI"].name,
+            "fMRI",
+            1 + n_regions,
+            1.0 / session.tr,
+            "float32",
+            self.streams["fMRI"].source_id,
+        )
+        fmri.set_channel_labels(["volume", *session.parcellation.names])
+        fmri.set_channel_types(["index"] + ["bold"] * n_regions)
+        fmri.set_channel_units(["none"] + ["a.u."] * n_regions)
+        self._describe(
+            fmri,
+            tr=f"{session.tr:g}",
+            regions=session.parcellation.description,
+            delivery_lag=f"{self.fmri_lag:g}",
+        )
+
+        triggers = pylsl.StreamInfo(
+            self.streams["Triggers"].name,
+            "Markers",
+            1,
+            pylsl.IRREGULAR_RATE,
+            "string",
+            self.streams["Triggers"].source_id,
+        )
+        self._describe(triggers, markers="R128 = fMRI volume acquisition")
+        outlets = {
+            "EEG": pylsl.StreamOutlet(eeg, max_buffered=buffered),
+            "fMRI": pylsl.StreamOutlet(fmri, max_buffered=buffered),
+            "Triggers": pylsl.StreamOutlet(triggers, max_buffered=buffered),
+        }
+        if self.with_truth:
+            truth = pylsl.StreamInfo(
+                self.streams["Truth"].name,
+                "Markers",
+                1,
+                pylsl.IRREGULAR_RATE,
+                "string",
+                self.streams["Truth"].source_id,
+            )
+            self._describe(
+                truth, markers="scored stage at each 30 s epoch start", epoch_seconds=f"{EPOCH_SECONDS:g}"
+            )
+            outlets["Truth"] = pylsl.StreamOutlet(truth, max_buffered=buffered)
+        return outlets
+
+    def _describe(self, info, **extra: str) -> None:
+        session = self.session
+        desc = info.desc().append_child("session")
+        for key, value in (
+            ("subject", session.subject),
+            ("task", session.task),
+            ("run", str(session.run)),
+            ("speed", f"{self.speed:g}"),
+            *extra.items(),
+        ):
+            desc.append_child_value(key, value)
+
+    # -- replay loop -------------------------------------------------------
+    def _run(self) -> None:
+        import pylsl
+
+        try:
+            if self.wait_for_consumers > 0:
+                deadline = time.monotonic() + self.wait_for_consumers
+                for outlet in self._outlets.values():
+                    outlet.wait_for_consumers(max(0.0, deadline - time.monotonic()))
+            start_clock = pylsl.local_clock()
+            offset = 0.0
+            while not self._stop.is_set():
+                self._replay_once(start_clock, offset, self.loops_completed * self.session.n_volumes)
+                if self._stop.is_set():
+                    break
+                self.loops_completed += 1
+                offset += self.session.duration
+                if not self.loop:
+                    break
+        except BaseException as err:  # reported to the owner, never silent
+            self.error = err
+        finally:
+            self._finished.set()
+
+    def _replay_once(self, start_clock: float, offset: float, volume_offset: int) -> None:
+        import pylsl
+
+        session = self.session
+        sfreq = session.sfreq
+        events = self._event_schedule(volume_offset)
+        next_sample = 0
+        next_event = 0
+        t0 = start_clock + offset  # LSL time of session time 0 in this pass
+        fast = math.isinf(self.speed)
+        while not self._stop.is_set():
+            if fast:
+                now = session.duration + self.fmri_lag
+            else:
+                now = (pylsl.local_clock() - start_clock) * self.speed - offset
+            due = min(session.n_times, math.floor(now * sfreq) + 1)
+            while next_sample < due:
+                stop = min(due, next_sample + MAX_CHUNK_SAMPLES)
+                chunk = session.eeg_samples(next_sample, stop)
+                # liblsl stamps earlier samples of the chunk back from the last at 1/sfreq.
+                self._outlets["EEG"].push_chunk(chunk, t0 + (stop - 1) / sfreq)
+                self.samples_pushed += stop - next_sample
+                next_sample = stop
+            while next_event < len(events) and events[next_event][0] <= now:
+                _, stamp, kind, value = events[next_event]
+                outlet = self._outlets[kind]
+                if kind == "fMRI":
+                    outlet.push_sample(value, t0 + stamp)
+                else:
+                    outlet.push_sample([value], t0 + stamp)
+                next_event += 1
+            if next_sample >= session.n_times and next_event >= len(events):
+                return
+            if not fast:
+                time.sleep(CHUNK_SECONDS)
+
+    def _event_schedule(self, volume_offset: int) -> list[tuple[float, float, str, object]]:
+        """Every marker and fMRI sample as (due time, timestamp, outlet, value)."""
+        session = self.session
+        events: list[tuple[float, float, str, object]] = []
+        for index, acquired in enumerate(session.volume_times):
+            events.append((acquired, acquired, "Triggers", "R128"))
+            sample = np.concatenate([[volume_offset + index], session.roi_means[index]]).astype(np.float32)
+            events.append((acquired + self.fmri_lag, acquired, "fMRI", sample))
+        if self.with_truth:
+            for onset, stage in zip(session.stage_onsets, session.scoring.stages, strict=True):
+                events.append((onset, onset, "Truth", stage))
+        events.sort(key=lambda event: event[0])
+        return events

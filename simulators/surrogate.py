@@ -1,0 +1,276 @@
+"""Write surrogate sessions in the ds003768 layout, and the bundled surrogate subject.
+
+Real parts: the stage sequence of a real subject's runs (the shipped
+ds003768 scoring), the run lengths, TR 2.1 s, one R128 trigger per volume and
+the 32-channel BrainCap MR montage. Synthetic parts: the EEG
+(:mod:`simulators.surrogate_eeg`) and BOLD (:mod:`simulators.surrogate_bold`)
+signals. The files are those of a real ds003768 run, so the reader and
+everything downstream take the same path as for real data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from simulators.bids import RunPaths, normalise_subject, parse_run
+from simulators.montage import CHANNEL_TYPES, CHANNELS, REFERENCE, SAMPLE_INDEX_CHANNEL
+from simulators.scoring import EPOCH_SECONDS, read_scoring
+from simulators.surrogate_bold import VOXEL_SIZE_MM, synthesize_bold
+from simulators.surrogate_eeg import STAGE_ORDER, synthesize_eeg
+
+GENERATOR_VERSION = 1
+SHIPPED_DATASET = Path(__file__).parent / "data" / "ds003768"
+TR = 2.1
+LEAD_IN_SECONDS = 2.0
+TAIL_SECONDS = 1.0
+BUNDLED_SUBJECT = "27"
+BUNDLED_RUNS = ("rest-1", "rest-2", "sleep-1", "sleep-2", "sleep-3")
+DEMO_RUN = "sleep-2"
+
+
+def stage_index(stages: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Stage names to indices into ``("W", "N1", "N2", "N3")`` for synthesis.
+
+    An unscored epoch is synthesised like the closest scored epoch before it
+    (after it at the start of a run); its label stays unscored.
+    """
+    index = np.array([STAGE_ORDER.index(s) if s in STAGE_ORDER else -1 for s in stages])
+    if (index < 0).all():
+        return np.zeros(index.size, dtype=int)
+    for i in range(1, index.size):
+        if index[i] < 0:
+            index[i] = index[i - 1]
+    index[index < 0] = index[index >= 0][0]
+    return index
+
+
+def write_surrogate_run(
+    root: str | Path,
+    subject: str,
+    run: str,
+    *,
+    sfreq: float = 250.0,
+    seed: int = 0,
+    sample_index_channel: bool = False,
+    scoring_source: str | Path | None = None,
+) -> RunPaths:
+    """Write one surrogate run (EEG, BOLD, sidecars) into a ds003768-style folder.
+
+    Parameters
+    ----------
+    root : path-like
+        Dataset folder; created if missing.
+    subject : str
+        Real ds003768 subject whose scoring gives the stage sequence.
+    run : str
+        Run of that subject, e.g. ``"sleep-2"``.
+    sfreq : float
+        EEG rate in Hz (250 by default; the real recordings are 5000).
+    seed : int
+        Seed of the synthesis; the same seed gives the same files.
+    sample_index_channel : bool
+        Add a ``SampleIndex`` channel holding the sample number (for tests that
+        check every sample arrives in order).
+    scoring_source : path-like | None
+        Scoring TSV to take the stages from; the shipped ds003768 file of the
+        subject by default.
+
+    Returns
+    -------
+    paths : RunPaths
+        Where the run was written.
+    """
+    import nibabel as nib
+    import pybv
+
+    subject = normalise_subject(subject)
+    task, run_number = parse_run(run)
+    root = Path(root)
+    paths = RunPaths(root, subject, task, run_number)
+    source = (
+        Path(scoring_source)
+        if scoring_source
+        else SHIPPED_DATASET / "sourcedata" / f"sub-{subject}-sleep-stage.tsv"
+    )
+    scoring = read_scoring(source)[(task, run_number)]
+    _copy_scoring(source, paths.scoring)
+
+    rng = np.random.default_rng(
+        np.random.SeedSequence(
+            [seed, GENERATOR_VERSION, int(subject), hash_task(task), run_number, int(sfreq)]
+        )
+    )
+    epochs = stage_index(scoring.stages)
+    run_seconds = scoring.n_epochs * EPOCH_SECONDS
+    n_volumes = int(np.floor(run_seconds / TR + 1e-9))
+    n_times = round((LEAD_IN_SECONDS + run_seconds + TAIL_SECONDS) * sfreq)
+    run_time = np.arange(n_times) / sfreq - LEAD_IN_SECONDS
+    epoch_of_sample = np.clip((run_time // EPOCH_SECONDS).astype(int), 0, scoring.n_epochs - 1)
+    eeg = synthesize_eeg(epochs[epoch_of_sample], sfreq, rng) * 1e-6  # volts, as pybv expects
+    trigger_samples = np.rint((LEAD_IN_SECONDS + np.arange(n_volumes) * TR) * sfreq).astype(int)
+
+    epoch_of_volume = np.clip(
+        (np.arange(n_volumes) * TR // EPOCH_SECONDS).astype(int), 0, scoring.n_epochs - 1
+    )
+    bold, _ = synthesize_bold(epochs[epoch_of_volume], TR, rng)
+
+    names, types, units, resolution = (
+        list(CHANNELS),
+        list(CHANNEL_TYPES),
+        ["µV"] * len(CHANNELS),
+        [0.1] * len(CHANNELS),
+    )
+    if sample_index_channel:
+        eeg = np.vstack([eeg, np.arange(n_times, dtype=float)[None]])
+        names.append(SAMPLE_INDEX_CHANNEL)
+        types.append("misc")
+        units.append("n/a")
+        resolution.append(1.0)
+
+    with tempfile.TemporaryDirectory(dir=_ensure(root)) as tmp:
+        tmp = Path(tmp)
+        affine = np.diag([*VOXEL_SIZE_MM, 1.0])
+        image = nib.Nifti1Image(bold, affine)
+        image.header.set_zooms((*VOXEL_SIZE_MM, TR))
+        image.header.set_xyzt_units("mm", "sec")
+        nib.save(image, tmp / paths.bold.name)
+        (tmp / paths.bold_sidecar.name).write_text(json.dumps(_bold_sidecar(task), indent=2))
+        (tmp / paths.eeg_sidecar.name).write_text(
+            json.dumps(_eeg_sidecar(task, sfreq, run_seconds, sample_index_channel), indent=2)
+        )
+        (tmp / paths.channels_tsv.name).write_text(
+            "name\ttype\tunits\n"
+            + "".join(
+                f"{n}\t{t.upper() if t != 'misc' else 'MISC'}\t{u}\n"
+                for n, t, u in zip(names, types, units, strict=True)
+            )
+        )
+        pybv.write_brainvision(
+            data=eeg,
+            sfreq=sfreq,
+            ch_names=names,
+            ref_ch_names=REFERENCE,
+            fname_base=paths.eeg_header.name.removesuffix(".vhdr"),
+            folder_out=tmp,
+            events=[{"onset": int(s), "description": 128, "type": "Response"} for s in trigger_samples],
+            resolution=resolution,
+            unit=units,
+            fmt="binary_float32",
+            overwrite=True,
+        )
+        # Move into place with the header last: a run is complete once its .vhdr exists.
+        moves = [
+            (paths.bold.name, paths.bold),
+            (paths.bold_sidecar.name, paths.bold_sidecar),
+            (paths.eeg_sidecar.name, paths.eeg_sidecar),
+            (paths.channels_tsv.name, paths.channels_tsv),
+            (paths.eeg_header.with_suffix(".eeg").name, paths.eeg_header.with_suffix(".eeg")),
+            (paths.eeg_header.with_suffix(".vmrk").name, paths.eeg_header.with_suffix(".vmrk")),
+            (paths.eeg_header.name, paths.eeg_header),
+        ]
+        for name, target in moves:
+            _ensure(target.parent)
+            os.replace(tmp / name, target)
+    _write_dataset_description(root, subject)
+    return paths
+
+
+def hash_task(task: str) -> int:
+    """Stable small integer for a task name (Python's ``hash`` is salted per process)."""
+    return sum((i + 1) * ord(c) for i, c in enumerate(task))
+
+
+def default_data_dir() -> Path:
+    """Where generated data is cached: ``$SLEEPSTREAM_DATA_DIR`` or ``~/.cache/sleepstream``."""
+    configured = os.environ.get("SLEEPSTREAM_DATA_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "sleepstream"
+
+
+def bundled_surrogate(
+    runs: tuple[str, ...] = BUNDLED_RUNS, *, sfreq: float = 250.0, data_dir: str | Path | None = None
+) -> Path:
+    """Return the bundled surrogate dataset folder, generating missing runs first.
+
+    The bundled subject follows the real scoring of ds003768 sub-27 (runs
+    rest-1, rest-2, sleep-1, sleep-2 and sleep-3). Each run is generated once,
+    in a few seconds, and cached.
+
+    Parameters
+    ----------
+    runs : tuple of str
+        Runs needed now; others are generated when first asked for.
+    sfreq : float
+        EEG rate in Hz.
+    data_dir : path-like | None
+        Cache folder; :func:`default_data_dir` by default.
+
+    Returns
+    -------
+    root : Path
+        Dataset folder to pass to :func:`simulators.session.read_session`.
+    """
+    base = Path(data_dir) if data_dir else default_data_dir()
+    root = base / f"surrogate-v{GENERATOR_VERSION}-sub{BUNDLED_SUBJECT}-{sfreq:g}Hz"
+    for run in runs:
+        task, number = parse_run(run)
+        if not RunPaths(root, BUNDLED_SUBJECT, task, number).eeg_header.is_file():
+            write_surrogate_run(root, BUNDLED_SUBJECT, run, sfreq=sfreq)
+    return root
+
+
+def _ensure(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _copy_scoring(source: Path, target: Path) -> None:
+    _ensure(target.parent)
+    if not target.exists() or target.read_bytes() != source.read_bytes():
+        shutil.copyfile(source, target)
+
+
+def _bold_sidecar(task: str) -> dict:
+    return {
+        "TaskName": task,
+        "RepetitionTime": TR,
+        "Modality": "MR",
+        "MagneticFieldStrength": 3,
+        "SurrogateData": "synthetic BOLD generated by sleepstream's simulators (not a scan)",
+    }
+
+
+def _eeg_sidecar(task: str, sfreq: float, duration: float, sample_index: bool) -> dict:
+    base = json.loads((SHIPPED_DATASET / f"task-{task}_eeg.json").read_text())
+    base.update(
+        {
+            "SamplingFrequency": sfreq,
+            "RecordingDuration": duration + LEAD_IN_SECONDS + TAIL_SECONDS,
+            "MiscChannelCount": int(sample_index),
+            "SurrogateData": "synthetic EEG generated by sleepstream's simulators (not a recording)",
+        }
+    )
+    return base
+
+
+def _write_dataset_description(root: Path, subject: str) -> None:
+    target = root / "dataset_description.json"
+    if target.exists():
+        return
+    description = {
+        "Name": f"Surrogate ds003768-format session (synthetic signals, real scoring of sub-{subject})",
+        "BIDSVersion": "1.4.1",
+        "DatasetType": "raw",
+        "License": "CC0",
+        "GeneratedBy": [{"Name": "sleepstream simulators", "Version": str(GENERATOR_VERSION)}],
+        "SourceDatasets": [{"DOI": "doi:10.18112/openneuro.ds003768.v1.0.13"}],
+    }
+    target.write_text(json.dumps(description, indent=2))

@@ -1,0 +1,1 @@
+"""Consumer side: LSL discovery, clock alignment, ring buffers and sliding windows."""

@@ -1,0 +1,1 @@
+"""Websocket feed, REST API and the live browser viewer."""
