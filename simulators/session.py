@@ -186,6 +186,13 @@ def read_session(
             f"{n_volumes} volumes; the first {n_volumes} are paired with the volumes",
             stacklevel=2,
         )
+    spacing = float(np.median(np.diff(triggers))) if triggers.size > 1 else tr
+    if abs(spacing - tr) > 0.01 * tr:
+        warnings.warn(
+            f"{paths.bold_sidecar}: RepetitionTime is {tr:g} s but the volume triggers are "
+            f"{spacing:.4g} s apart; volume times follow the triggers",
+            stacklevel=2,
+        )
     bold = np.asarray(bold_img.dataobj, dtype=np.float32)
     parcellation = _parcellation(bold, mask, atlas)
     scoring = _run_scoring(paths)

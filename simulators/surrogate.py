@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -151,19 +152,22 @@ def write_surrogate_run(
                 for n, t, u in zip(names, types, units, strict=True)
             )
         )
-        pybv.write_brainvision(
-            data=eeg,
-            sfreq=sfreq,
-            ch_names=names,
-            ref_ch_names=REFERENCE,
-            fname_base=paths.eeg_header.name.removesuffix(".vhdr"),
-            folder_out=tmp,
-            events=[{"onset": int(s), "description": 128, "type": "Response"} for s in trigger_samples],
-            resolution=resolution,
-            unit=units,
-            fmt="binary_float32",
-            overwrite=True,
-        )
+        with warnings.catch_warnings():
+            # The sample-index channel has no voltage unit, which pybv reports.
+            warnings.filterwarnings("ignore", message="Encountered unsupported non-voltage units")
+            pybv.write_brainvision(
+                data=eeg,
+                sfreq=sfreq,
+                ch_names=names,
+                ref_ch_names=REFERENCE,
+                fname_base=paths.eeg_header.name.removesuffix(".vhdr"),
+                folder_out=tmp,
+                events=[{"onset": int(s), "description": 128, "type": "Response"} for s in trigger_samples],
+                resolution=resolution,
+                unit=units,
+                fmt="binary_float32",
+                overwrite=True,
+            )
         # Move into place with the header last: a run is complete once its .vhdr exists.
         moves = [
             (paths.bold.name, paths.bold),

@@ -13,7 +13,7 @@ stage of every 30 s epoch (changes are smoothed over a few seconds):
   (> 75 uV peak to peak) in N3;
 - centro-parietal sleep spindles (11-16 Hz, 0.5-2 s) and frontal K-complexes
   in N2 (spindles also, fewer, in N3);
-- a little beta and gamma, larger in W;
+- a little beta and gamma, larger in W, independent per channel (muscle-like);
 - EOG: blinks and saccades in W, slow rolling eye movements in N1, leaking into
   Fp1/Fp2; ECG: a QRS-like waveform at 55-70 beats per minute.
 
@@ -105,13 +105,19 @@ def stage_envelope(
     return np.convolve(padded, kernel, mode="valid")
 
 
-def band_noise(rng: np.random.Generator, n_times: int, sfreq: float, low: float, high: float) -> np.ndarray:
-    """Unit-variance Gaussian noise band-limited to [low, high] Hz (FFT filter)."""
-    spectrum = np.fft.rfft(rng.standard_normal(n_times))
+def band_noise(
+    rng: np.random.Generator, n_times: int, sfreq: float, low: float, high: float, rows: int = 0
+) -> np.ndarray:
+    """Unit-variance Gaussian noise band-limited to [low, high] Hz (FFT filter).
+
+    One series of ``n_times`` samples, or ``rows`` independent ones when ``rows > 0``.
+    """
+    shape = (rows, n_times) if rows else (n_times,)
+    spectrum = np.fft.rfft(rng.standard_normal(shape), axis=-1)
     freqs = np.fft.rfftfreq(n_times, 1 / sfreq)
     taper = np.clip(np.minimum(freqs - low + 0.25, high + 0.25 - freqs) / 0.5, 0, 1)
-    signal = np.fft.irfft(spectrum * taper, n=n_times)
-    return signal / max(signal.std(), 1e-12)
+    signal = np.fft.irfft(spectrum * taper, n=n_times, axis=-1)
+    return signal / np.maximum(signal.std(axis=-1, keepdims=True), 1e-12)
 
 
 def pink_noise(
@@ -232,8 +238,6 @@ def synthesize_eeg(stage_per_sample: np.ndarray, sfreq: float, rng: np.random.Ge
         "alpha": envelope("alpha") * alpha_waxing * band_noise(rng, n_times, sfreq, 8.5, 11.5),
         "theta": envelope("theta") * band_noise(rng, n_times, sfreq, 4.0, 7.5),
         "delta": envelope("delta") * band_noise(rng, n_times, sfreq, 0.5, 2.0),
-        "beta": envelope("beta") * band_noise(rng, n_times, sfreq, 15.0, 25.0),
-        "gamma": envelope("gamma") * band_noise(rng, n_times, sfreq, 30.0, min(45.0, 0.45 * sfreq)),
         "spindle": _spindle_train(
             rng, stage_per_sample, {s: PROFILES[s].spindles_per_min for s in STAGE_ORDER}, sfreq, n_times
         ),
@@ -244,6 +248,11 @@ def synthesize_eeg(stage_per_sample: np.ndarray, sfreq: float, rng: np.random.Ge
     for name, signal in rhythms.items():
         centres, width = _TOPOGRAPHY[name]
         eeg += np.outer(topography(centres, width, positions), signal)
+    # Beta and gamma at the scalp are largely muscle activity: local, so incoherent.
+    for name, (low, high) in (("beta", (15.0, 25.0)), ("gamma", (30.0, min(45.0, 0.45 * sfreq)))):
+        centres, width = _TOPOGRAPHY[name]
+        local_band = band_noise(rng, n_times, sfreq, low, high, rows=n_eeg)
+        eeg += topography(centres, width, positions)[:, None] * envelope(name) * local_band
 
     eog = _eog(rng, stage_per_sample, sfreq, n_times)
     for name, share in _EOG_LEAK.items():

@@ -1,0 +1,50 @@
+"""Shared fixtures. LSL is confined to loopback before anything imports pylsl."""
+
+from __future__ import annotations
+
+from stream.lsl_safety import use_project_lsl_config
+
+use_project_lsl_config()
+
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from simulators.surrogate import write_surrogate_run  # noqa: E402
+
+# A short test session: 4 scored epochs (W, N1, N2, N3), so replays take seconds.
+SHORT_SCORING = (
+    "session\tepoch_start_time_sec\t30-sec_epoch_sleep_stage\r\n"
+    "task-sleep_run-1\t0\tW\r\n"
+    "task-sleep_run-1\t30\t1\r\n"
+    "task-sleep_run-1\t60\t2 (uncertain)\r\n"
+    "task-sleep_run-1\t90\t3\r\n"
+    "task-rest_run-1\t0\tW\r\n"
+    "task-rest_run-1\t30\tW\r\n"
+)
+
+
+@pytest.fixture(scope="session")
+def short_dataset(tmp_path_factory) -> Path:
+    """A surrogate dataset with two short runs (120 s and 60 s) and a SampleIndex channel."""
+    root = tmp_path_factory.mktemp("short")
+    scoring = root / "short-scoring.tsv"
+    scoring.write_bytes(SHORT_SCORING.encode())
+    for run in ("sleep-1", "rest-1"):
+        write_surrogate_run(root, "99", run, sample_index_channel=True, scoring_source=scoring, seed=7)
+    return root
+
+
+@pytest.fixture(scope="session")
+def bundled_dataset(tmp_path_factory) -> Path:
+    """The bundled surrogate subject's sleep-2 and sleep-3 runs (W, N1, N2 and N3 epochs)."""
+    from simulators.surrogate import bundled_surrogate
+
+    return bundled_surrogate(("sleep-2", "sleep-3"), data_dir=tmp_path_factory.mktemp("bundled"))
+
+
+@pytest.fixture
+def unique_prefix() -> str:
+    """A stream-name prefix no other test uses."""
+    return f"test-{uuid.uuid4().hex[:10]}"
