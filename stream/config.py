@@ -1,0 +1,185 @@
+"""Typed configuration of acquisition and windowing, validated at construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class StreamQuery:
+    """Which LSL stream to use: any combination of name, type and source_id.
+
+    Parameters
+    ----------
+    name, stype, source_id : str | None
+        Properties the stream must have; ``None`` matches anything.
+    """
+
+    name: str | None = None
+    stype: str | None = None
+    source_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name is None and self.stype is None and self.source_id is None:
+            raise ValueError("a stream query needs a name, a type or a source_id")
+
+    @classmethod
+    def parse(cls, text: str) -> StreamQuery:
+        """Parse ``name:X``, ``type:Y``, ``source_id:Z`` or a plain name.
+
+        Parameters
+        ----------
+        text : str
+            The query as typed on the command line.
+
+        Returns
+        -------
+        query : StreamQuery
+        """
+        key, sep, value = text.partition(":")
+        if sep and key in {"name", "type", "source_id"}:
+            if not value:
+                raise ValueError(f"stream query {text!r} has an empty {key}")
+            return cls(**{"stype" if key == "type" else key: value})
+        return cls(name=text)
+
+    def matches(self, name: str, stype: str, source_id: str) -> bool:
+        """Whether a stream with these properties satisfies the query."""
+        return (
+            (self.name is None or self.name == name)
+            and (self.stype is None or self.stype == stype)
+            and (self.source_id is None or self.source_id == source_id)
+        )
+
+    def describe(self) -> str:
+        """Human-readable form, e.g. ``name='x-EEG', type='EEG'``."""
+        parts = [
+            f"{key}={value!r}"
+            for key, value in (("name", self.name), ("type", self.stype), ("source_id", self.source_id))
+            if value is not None
+        ]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Sliding-window geometry and quality thresholds.
+
+    Parameters
+    ----------
+    eeg_window : float
+        EEG window length in seconds (30 s, the scoring epoch).
+    fmri_window : float
+        Trailing fMRI window in seconds (120 s: ALFF needs >= 100 s to resolve 0.01 Hz).
+    hop : float
+        Seconds between window ends (2.1 s, one TR of ds003768).
+    max_fmri_wait : float
+        Seconds of EEG time to wait past a window's end for a late fMRI volume
+        before emitting it with the freshest volume available.
+    min_eeg_coverage : float
+        Fraction of the expected EEG samples a window needs to be usable.
+    flat_threshold_uv : float
+        A channel whose peak-to-peak amplitude in a window is below this is flat.
+    gap_tolerance : float
+        A jump between consecutive EEG timestamps longer than this many sample
+        periods (beyond jitter) is a gap.
+    backward_jump_reset : float
+        A timestamp earlier than the latest by more than this many seconds
+        means the stream restarted on another timeline: buffers are reset.
+    buffer_margin : float
+        Extra seconds kept in each ring buffer beyond the window and the wait.
+    trigger_marker : str
+        Marker value of an fMRI volume trigger.
+    """
+
+    eeg_window: float = 30.0
+    fmri_window: float = 120.0
+    hop: float = 2.1
+    max_fmri_wait: float = 3.0
+    min_eeg_coverage: float = 0.9
+    flat_threshold_uv: float = 0.5
+    gap_tolerance: float = 2.5
+    backward_jump_reset: float = 1.0
+    buffer_margin: float = 10.0
+    trigger_marker: str = "R128"
+
+    def __post_init__(self) -> None:
+        checks = {
+            "eeg_window": self.eeg_window > 0,
+            "fmri_window": self.fmri_window > 0,
+            "hop": self.hop > 0,
+            "max_fmri_wait": self.max_fmri_wait >= 0,
+            "min_eeg_coverage": 0 < self.min_eeg_coverage <= 1,
+            "flat_threshold_uv": self.flat_threshold_uv >= 0,
+            "gap_tolerance": self.gap_tolerance > 1,
+            "backward_jump_reset": self.backward_jump_reset > 0,
+            "buffer_margin": self.buffer_margin >= 0,
+        }
+        for name, ok in checks.items():
+            value = getattr(self, name)
+            if not ok or not math.isfinite(value):
+                raise ValueError(f"WindowConfig.{name} = {value!r} is out of range")
+
+    def eeg_capacity(self, sfreq: float) -> int:
+        """Ring-buffer length in EEG samples: window, hop, fMRI wait and margin."""
+        return math.ceil((self.eeg_window + self.hop + self.max_fmri_wait + self.buffer_margin) * sfreq)
+
+    def fmri_capacity(self, tr: float) -> int:
+        """Ring-buffer length in fMRI volumes."""
+        return math.ceil((self.fmri_window + self.hop + self.max_fmri_wait + self.buffer_margin) / tr) + 2
+
+
+@dataclass(frozen=True)
+class AcquisitionConfig:
+    """Which streams to consume and what to expect of them.
+
+    Parameters
+    ----------
+    eeg : StreamQuery
+        The EEG stream (type ``EEG`` by default).
+    fmri : StreamQuery
+        The fMRI-metrics stream (type ``fMRI`` by default).
+    triggers : StreamQuery | None
+        The volume-trigger marker stream; without it, fMRI samples are placed
+        at their own timestamps.
+    truth : StreamQuery | None
+        A ground-truth stage marker stream (replays with truth).
+    expected_eeg_channels : int | None
+        Refuse an EEG stream with another channel count.
+    expected_eeg_rate : float | None
+        Refuse an EEG stream with another nominal rate.
+    resolve_timeout : float
+        Seconds to wait for each stream at start.
+    window : WindowConfig
+        Window geometry.
+    queue_size : int
+        Windows held for a slow consumer; beyond, the oldest is dropped (and counted).
+    """
+
+    eeg: StreamQuery = field(default_factory=lambda: StreamQuery(stype="EEG"))
+    fmri: StreamQuery = field(default_factory=lambda: StreamQuery(stype="fMRI"))
+    triggers: StreamQuery | None = None
+    truth: StreamQuery | None = None
+    expected_eeg_channels: int | None = None
+    expected_eeg_rate: float | None = None
+    resolve_timeout: float = 10.0
+    window: WindowConfig = field(default_factory=WindowConfig)
+    queue_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.resolve_timeout <= 0:
+            raise ValueError(f"resolve_timeout must be > 0, got {self.resolve_timeout}")
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {self.queue_size}")
+
+    @classmethod
+    def for_replay(cls, prefix: str, *, with_truth: bool = False, **kwargs) -> AcquisitionConfig:
+        """Queries for the four streams of a :class:`simulators.replay.SessionPlayer`."""
+        return cls(
+            eeg=StreamQuery(name=f"{prefix}-EEG"),
+            fmri=StreamQuery(name=f"{prefix}-fMRI"),
+            triggers=StreamQuery(name=f"{prefix}-Triggers"),
+            truth=StreamQuery(name=f"{prefix}-Truth") if with_truth else None,
+            **kwargs,
+        )

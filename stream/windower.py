@@ -1,0 +1,383 @@
+"""Multi-rate sliding windows: EEG, fMRI volumes, triggers and truth in, windows out.
+
+Pure logic over arrays and timestamps (no LSL, no clock): the acquisition feeds
+it, tests feed it directly. All times are seconds on the EEG clock.
+
+A window ends every ``hop`` seconds, the first one ``eeg_window`` seconds after
+the first EEG sample. It is emitted once EEG has reached its end and either the
+fMRI volume of the latest trigger before its end has arrived or EEG has run
+``max_fmri_wait`` seconds past its end (the window then carries the freshest
+volumes there are, and its staleness). See ``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from stream.buffers import EventBuffer, SampleRingBuffer
+from stream.config import WindowConfig
+from stream.dejitter import Gap
+from stream.volumes import VolumePlacer
+
+EPOCH_SECONDS = 30.0
+VOLTAGE_TYPES = ("eeg", "eog", "ecg")
+MIN_FMRI_VOLUMES = 2
+
+
+@dataclass
+class WindowQuality:
+    """What is known to be wrong (or right) with a window.
+
+    Attributes
+    ----------
+    eeg_expected, eeg_received : int
+        EEG samples a full window holds, and those it holds.
+    eeg_coverage : float
+        ``eeg_received / eeg_expected`` (at most 1).
+    gaps : int
+        Dropouts overlapping the window.
+    gap_seconds : float
+        Their total length inside the window.
+    nonfinite_channels, flat_channels : list of str
+        Channels with NaN/inf values, or a peak-to-peak range below the flat threshold.
+    fmri_volumes, fmri_expected : int
+        Volumes in the fMRI window, and triggers in it (volumes there should be).
+    fmri_unmatched : int
+        Volumes placed at their own timestamp because their trigger was missing.
+    fmri_staleness : float | None
+        Window end minus the acquisition time of the newest volume (None: no volume).
+    fmri_waited : float
+        Seconds of EEG time the window waited for fMRI.
+    restarted : bool
+        A stream restarted on another timeline just before this window.
+    problems : list of str
+        Plain-language list of everything above that is wrong.
+    usable : bool
+        Enough EEG (coverage), at least one good EEG channel and at least two
+        fMRI volumes: the features can be trusted.
+    """
+
+    eeg_expected: int
+    eeg_received: int
+    eeg_coverage: float
+    gaps: int = 0
+    gap_seconds: float = 0.0
+    nonfinite_channels: list[str] = field(default_factory=list)
+    flat_channels: list[str] = field(default_factory=list)
+    fmri_volumes: int = 0
+    fmri_expected: int = 0
+    fmri_unmatched: int = 0
+    fmri_staleness: float | None = None
+    fmri_waited: float = 0.0
+    restarted: bool = False
+    problems: list[str] = field(default_factory=list)
+    usable: bool = True
+
+    @property
+    def bad_channels(self) -> list[str]:
+        """Channels not to use: non-finite or flat."""
+        return sorted(set(self.nonfinite_channels) | set(self.flat_channels))
+
+    def as_dict(self) -> dict:
+        """JSON-ready form."""
+        record = asdict(self)
+        record["bad_channels"] = self.bad_channels
+        return record
+
+
+@dataclass
+class Window:
+    """One aligned window of EEG and fMRI.
+
+    Attributes
+    ----------
+    index : int
+        Window number since the start (continues across restarts).
+    start, end : float
+        EEG window bounds (``start < t <= end``) on the EEG clock.
+    eeg : np.ndarray, shape (n_channels, n_samples)
+        EEG in microvolts (all channels, bad ones included: see ``quality``).
+    eeg_times : np.ndarray, shape (n_samples,)
+        Dejittered sample times.
+    ch_names, ch_types : tuple of str
+        Channel names and types of ``eeg``.
+    sfreq : float
+        Nominal EEG rate.
+    fmri : np.ndarray, shape (n_volumes, n_regions)
+        Region means of the volumes in the trailing fMRI window.
+    fmri_times : np.ndarray, shape (n_volumes,)
+        Acquisition times of those volumes (their triggers) on the EEG clock.
+    fmri_indices : np.ndarray, shape (n_volumes,)
+        Their volume indices.
+    region_names : tuple of str
+        Names of the fMRI regions.
+    tr : float
+        Repetition time in seconds.
+    stage : str | None
+        Scored stage of the 30 s epoch in which the window ends (replays with truth).
+    quality : WindowQuality
+        Gaps, bad channels, fMRI staleness and usability.
+    """
+
+    index: int
+    start: float
+    end: float
+    eeg: np.ndarray
+    eeg_times: np.ndarray
+    ch_names: tuple[str, ...]
+    ch_types: tuple[str, ...]
+    sfreq: float
+    fmri: np.ndarray
+    fmri_times: np.ndarray
+    fmri_indices: np.ndarray
+    region_names: tuple[str, ...]
+    tr: float
+    stage: str | None
+    quality: WindowQuality
+
+    @property
+    def good_eeg_picks(self) -> np.ndarray:
+        """Indices of EEG-type channels that are neither flat nor non-finite."""
+        bad = set(self.quality.bad_channels)
+        return np.array(
+            [
+                i
+                for i, (n, t) in enumerate(zip(self.ch_names, self.ch_types, strict=True))
+                if t == "eeg" and n not in bad
+            ],
+            dtype=int,
+        )
+
+
+class MultiRateWindower:
+    """Cut aligned EEG + fMRI windows from streams fed in any order.
+
+    Parameters
+    ----------
+    config : WindowConfig
+        Window geometry and thresholds.
+    sfreq : float
+        Nominal EEG rate in Hz.
+    ch_names, ch_types : sequence of str
+        EEG channel names and types.
+    region_names : sequence of str
+        fMRI region names (the fMRI stream's channels after the volume index).
+    tr : float
+        Repetition time in seconds.
+    use_triggers : bool
+        Whether volume triggers are fed (else volumes are placed at their own timestamps).
+    """
+
+    def __init__(
+        self,
+        config: WindowConfig,
+        sfreq: float,
+        ch_names: list[str] | tuple[str, ...],
+        ch_types: list[str] | tuple[str, ...],
+        region_names: list[str] | tuple[str, ...],
+        tr: float,
+        *,
+        use_triggers: bool = True,
+    ) -> None:
+        if len(ch_names) != len(ch_types):
+            raise ValueError(f"{len(ch_names)} channel names but {len(ch_types)} channel types")
+        self.config = config
+        self.sfreq = float(sfreq)
+        self.ch_names = tuple(ch_names)
+        self.ch_types = tuple(ch_types)
+        self.region_names = tuple(region_names)
+        self.tr = float(tr)
+        self.use_triggers = use_triggers
+        self.eeg = SampleRingBuffer(config.eeg_capacity(sfreq), len(ch_names))
+        self.volumes = VolumePlacer(tr, config.fmri_capacity(tr), use_triggers=use_triggers)
+        self.truth = EventBuffer(64)
+        self._gaps: deque[Gap] = deque(maxlen=256)
+        self._expected = round(config.eeg_window * sfreq)
+        self._voltage = np.array([t in VOLTAGE_TYPES for t in self.ch_types])
+        self._next_end: float | None = None
+        self._restarted = False
+        self.windows_emitted = 0
+        self.windows_skipped = 0
+
+    # -- input ---------------------------------------------------------------
+    def add_eeg(self, times: np.ndarray, data: np.ndarray) -> None:
+        """Append dejittered EEG samples (shape (n, n_channels), microvolts)."""
+        if len(times) == 0:
+            return
+        if self._next_end is None:
+            self._next_end = float(times[0]) + self.config.eeg_window
+        self.eeg.append(np.asarray(times, dtype=float), np.asarray(data, dtype=np.float32))
+
+    def add_gap(self, gap: Gap) -> None:
+        """Record an EEG dropout."""
+        self._gaps.append(gap)
+
+    def add_fmri(self, indices: np.ndarray, stamps: np.ndarray, values: np.ndarray) -> None:
+        """Record fMRI samples: volume index, own timestamp, region means."""
+        self.volumes.add_volumes(indices, stamps, values)
+
+    def add_triggers(self, times: np.ndarray) -> None:
+        """Record volume-trigger times."""
+        self.volumes.add_triggers(times)
+
+    def add_truth(self, times: np.ndarray, stages: list[str]) -> None:
+        """Record scored stages at their epoch starts."""
+        for time, stage in zip(times, stages, strict=True):
+            self.truth.append(float(time), stage)
+
+    def restart(self) -> None:
+        """The streams restarted on another timeline: drop everything held, start a new grid."""
+        self.eeg.clear()
+        self.volumes.reset()
+        self.truth.clear()
+        self._gaps.clear()
+        self._next_end = None
+        self._restarted = True
+
+    # -- output --------------------------------------------------------------
+    def poll(self) -> list[Window]:
+        """Every window that can be emitted now."""
+        windows: list[Window] = []
+        latest = self.eeg.latest_time
+        half_period = 0.5 / self.sfreq
+        while self._next_end is not None and latest is not None and latest >= self._next_end - half_period:
+            end = self._next_end
+            waited = max(0.0, latest - end)
+            if not self._fmri_ready(end) and waited < self.config.max_fmri_wait:
+                break
+            self._skip_empty_windows()
+            if self._next_end != end:
+                continue
+            windows.append(self._cut(end, waited))
+            self._next_end = end + self.config.hop
+        return windows
+
+    def _skip_empty_windows(self) -> None:
+        """Jump the grid over windows that would hold no EEG at all (after a long gap)."""
+        end = self._next_end
+        times, _ = self.eeg.between(end - self.config.eeg_window, end)
+        if times.size:
+            return
+        following, _ = self.eeg.between(end, math.inf)
+        if not following.size:
+            return
+        steps = math.ceil((following[0] - end) / self.config.hop)
+        self.windows_skipped += steps
+        self._next_end = end + steps * self.config.hop
+
+    def _fmri_ready(self, end: float) -> bool:
+        if self.use_triggers:
+            trigger = self.volumes.latest_trigger_before(end)
+            if trigger is None or trigger[1] <= end - self.config.fmri_window:
+                return True  # no scanner running in this window: nothing to wait for
+            return self.volumes.has_volume_for(*trigger)
+        latest = self.volumes.latest_volume_stamp()
+        return latest is not None and latest >= end - self.tr
+
+    def _cut(self, end: float, waited: float) -> Window:
+        config = self.config
+        start = end - config.eeg_window
+        # Half a sample of slack keeps the count exact when window bounds fall on samples.
+        half_period = 0.5 / self.sfreq
+        times, data = self.eeg.between(start + half_period, end + half_period)
+        eeg = data.T
+        quality = WindowQuality(
+            eeg_expected=self._expected,
+            eeg_received=times.size,
+            eeg_coverage=min(1.0, times.size / self._expected),
+            fmri_waited=round(waited, 4),
+            restarted=self._restarted,
+        )
+        self._restarted = False
+        for gap in self._gaps:
+            overlap = min(gap.end, end) - max(gap.start, start)
+            if overlap > 0:
+                quality.gaps += 1
+                quality.gap_seconds += overlap
+        if times.size:
+            finite = np.isfinite(eeg).all(axis=1)
+            with np.errstate(invalid="ignore"):
+                flat = self._voltage & finite & (np.ptp(eeg, axis=1) < config.flat_threshold_uv)
+            quality.nonfinite_channels = [n for n, ok in zip(self.ch_names, finite, strict=True) if not ok]
+            quality.flat_channels = [n for n, is_flat in zip(self.ch_names, flat, strict=True) if is_flat]
+
+        volumes = self.volumes.volumes_between(end - config.fmri_window, end)
+        fmri = (
+            np.vstack([v.values for v in volumes])
+            if volumes
+            else np.empty((0, len(self.region_names)), dtype=np.float32)
+        )
+        quality.fmri_volumes = len(volumes)
+        quality.fmri_unmatched = sum(1 for v in volumes if not v.matched) if self.use_triggers else 0
+        quality.fmri_expected = (
+            self.volumes.triggers_between(end - config.fmri_window, end)
+            if self.use_triggers
+            else int(config.fmri_window // self.tr)
+        )
+        if volumes:
+            quality.fmri_staleness = round(end - volumes[-1].time, 4)
+
+        self._judge(quality)
+        window = Window(
+            index=self.windows_emitted,
+            start=start,
+            end=end,
+            eeg=eeg,
+            eeg_times=times,
+            ch_names=self.ch_names,
+            ch_types=self.ch_types,
+            sfreq=self.sfreq,
+            fmri=fmri,
+            fmri_times=np.array([v.time for v in volumes]),
+            fmri_indices=np.array([v.index for v in volumes], dtype=int),
+            region_names=self.region_names,
+            tr=self.tr,
+            stage=self._stage_at(end),
+            quality=quality,
+        )
+        self.windows_emitted += 1
+        return window
+
+    def _judge(self, quality: WindowQuality) -> None:
+        config = self.config
+        problems = quality.problems
+        if quality.eeg_coverage < config.min_eeg_coverage:
+            problems.append(f"EEG coverage {quality.eeg_coverage:.0%} below {config.min_eeg_coverage:.0%}")
+        if quality.gaps:
+            problems.append(f"{quality.gaps} EEG gap(s), {quality.gap_seconds:.2f} s")
+        if quality.nonfinite_channels:
+            problems.append(f"non-finite values in {', '.join(quality.nonfinite_channels)}")
+        if quality.flat_channels:
+            problems.append(f"flat channel(s) {', '.join(quality.flat_channels)}")
+        good_eeg = [
+            n
+            for n, t in zip(self.ch_names, self.ch_types, strict=True)
+            if t == "eeg" and n not in set(quality.bad_channels)
+        ]
+        if not good_eeg:
+            problems.append("no usable EEG channel")
+        if quality.fmri_volumes < MIN_FMRI_VOLUMES:
+            problems.append(f"only {quality.fmri_volumes} fMRI volume(s) in the window")
+        elif quality.fmri_expected and quality.fmri_volumes < quality.fmri_expected:
+            problems.append(f"{quality.fmri_expected - quality.fmri_volumes} fMRI volume(s) missing")
+        if quality.fmri_staleness is not None and quality.fmri_staleness > self.tr + 0.5 / self.sfreq:
+            problems.append(f"fMRI stale by {quality.fmri_staleness:.2f} s")
+        if quality.fmri_unmatched:
+            problems.append(f"{quality.fmri_unmatched} fMRI volume(s) without a trigger")
+        if quality.restarted:
+            problems.append("stream restarted")
+        quality.usable = (
+            quality.eeg_coverage >= config.min_eeg_coverage
+            and bool(good_eeg)
+            and quality.fmri_volumes >= MIN_FMRI_VOLUMES
+        )
+
+    def _stage_at(self, end: float) -> str | None:
+        event = self.truth.latest_before(end)
+        if event is None or end >= event[0] + EPOCH_SECONDS:
+            return None
+        return str(event[1])

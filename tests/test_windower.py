@@ -1,0 +1,213 @@
+"""The pure windowing logic, fed directly with arrays and timestamps (no LSL)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from stream.config import WindowConfig
+from stream.dejitter import Gap
+from stream.volumes import VolumePlacer
+from stream.windower import MultiRateWindower
+
+SFREQ = 250.0
+TR = 2.1
+CH_NAMES = ("Fz", "Cz", "Pz", "EOG", "SampleIndex")
+CH_TYPES = ("eeg", "eeg", "eeg", "eog", "misc")
+REGIONS = ("r1", "r2", "r3")
+T0 = 1000.0  # EEG clock time of the first sample
+LEAD_IN = 2.0  # first trigger 2 s after the first sample
+
+
+class Feed:
+    """A synthetic session: EEG at 250 Hz, a trigger every TR, one fMRI sample per volume."""
+
+    def __init__(self, seconds: float, *, fmri_lag: float = 0.0, stamp_error: float = 0.0, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.n = int(seconds * SFREQ)
+        self.eeg_times = T0 + np.arange(self.n) / SFREQ
+        self.eeg = rng.normal(0, 10, (self.n, len(CH_NAMES))).astype(np.float32)
+        self.eeg[:, -1] = np.arange(self.n)
+        self.triggers = T0 + LEAD_IN + np.arange(int((seconds - LEAD_IN) / TR) + 1) * TR
+        self.volume_stamps = self.triggers + rng.normal(0, stamp_error, self.triggers.size)
+        self.fmri = rng.normal(1000, 5, (self.triggers.size, len(REGIONS))).astype(np.float32)
+        self.fmri_lag = fmri_lag
+
+    def play(self, windower: MultiRateWindower, chunk_seconds: float = 0.1, truth=None):
+        """Feed everything in arrival order, polling after each chunk; return the windows."""
+        windows = []
+        step = int(chunk_seconds * SFREQ)
+        sent_triggers = sent_volumes = sent_truth = 0
+        for start in range(0, self.n, step):
+            now = self.eeg_times[min(self.n, start + step) - 1]
+            windower.add_eeg(self.eeg_times[start : start + step], self.eeg[start : start + step])
+            due = np.searchsorted(self.triggers, now, side="right")
+            windower.add_triggers(self.triggers[sent_triggers:due])
+            sent_triggers = due
+            due = np.searchsorted(self.triggers + self.fmri_lag, now, side="right")
+            windower.add_fmri(
+                np.arange(sent_volumes, due),
+                self.volume_stamps[sent_volumes:due],
+                self.fmri[sent_volumes:due],
+            )
+            sent_volumes = due
+            if truth is not None:
+                onsets, stages = truth
+                due = np.searchsorted(onsets, now, side="right")
+                windower.add_truth(onsets[sent_truth:due], stages[sent_truth:due])
+                sent_truth = due
+            windows.extend(windower.poll())
+        return windows
+
+
+def make_windower(config: WindowConfig | None = None, **kwargs) -> MultiRateWindower:
+    return MultiRateWindower(config or WindowConfig(), SFREQ, CH_NAMES, CH_TYPES, REGIONS, TR, **kwargs)
+
+
+def test_window_count_grid_and_eeg_content():
+    feed = Feed(300)
+    windows = feed.play(make_windower())
+    expected = math.floor((feed.eeg_times[-1] - (T0 + 30)) / TR + 1e-9) + 1
+    assert len(windows) == expected
+    ends = np.array([w.end for w in windows])
+    np.testing.assert_allclose(np.diff(ends), TR, atol=1e-9)
+    assert ends[0] == pytest.approx(T0 + 30.0)
+    for window in windows:
+        assert window.eeg.shape == (5, 7500)
+        first = int(round((window.start - T0) * SFREQ)) + 1
+        np.testing.assert_array_equal(window.eeg[-1], np.arange(first, first + 7500))
+        assert window.quality.usable and not window.quality.problems
+    assert [w.index for w in windows] == list(range(len(windows)))
+
+
+def test_fmri_volumes_sit_on_their_triggers_despite_timestamp_error():
+    feed = Feed(400, stamp_error=0.3)  # scanner-side timestamps off by 0.3 s (SD)
+    windows = feed.play(make_windower())
+    for window in windows[::5]:
+        expected = feed.triggers[(feed.triggers > window.end - 120) & (feed.triggers <= window.end)]
+        np.testing.assert_allclose(window.fmri_times, expected, atol=0.5 / SFREQ)
+        np.testing.assert_array_equal(window.fmri, feed.fmri[window.fmri_indices])
+        assert window.quality.fmri_unmatched == 0
+        assert window.quality.fmri_staleness <= TR
+
+
+def test_late_fmri_is_waited_for_within_the_limit():
+    feed = Feed(200, fmri_lag=3.0)
+    windows = feed.play(make_windower(WindowConfig(max_fmri_wait=3.5)))
+    late = windows[10:]
+    assert all(w.quality.fmri_staleness <= TR + 1e-9 for w in late)  # the newest volume is there
+    for window in late:
+        # It waited for the volume of the last trigger before its end: 3 s after that trigger.
+        last_trigger = feed.triggers[feed.triggers <= window.end][-1]
+        assert window.quality.fmri_waited == pytest.approx(
+            max(0.0, last_trigger + 3.0 - window.end), abs=0.11
+        )
+        assert window.fmri_times[-1] == pytest.approx(last_trigger)
+    assert all(w.quality.usable for w in late)
+
+
+def test_fmri_later_than_the_limit_is_emitted_stale_and_flagged():
+    feed = Feed(200, fmri_lag=3.0)
+    windows = feed.play(make_windower(WindowConfig(max_fmri_wait=1.0)))
+    late = windows[10:]
+    assert all(w.quality.fmri_waited <= 1.0 + 0.1 for w in late)
+    stale = [w.quality.fmri_staleness for w in late]
+    assert min(stale) > 0.9 and max(stale) <= 3.0 + TR
+    assert any("fMRI stale" in " ".join(w.quality.problems) for w in late)
+
+
+def test_stage_of_the_epoch_in_which_the_window_ends():
+    feed = Feed(200)
+    onsets = T0 + LEAD_IN + np.arange(6) * 30.0
+    stages = ["W", "N1", "N2", "unscored", "N3", "N2"]
+    windows = feed.play(make_windower(), truth=(onsets, stages))
+    for window in windows:
+        epoch = int((window.end - onsets[0]) // 30)
+        assert window.stage == (stages[epoch] if 0 <= epoch < 6 else None)
+
+
+def test_bad_channels_are_flagged_not_fed_silently():
+    feed = Feed(100)
+    feed.eeg[5000:5010, 1] = np.nan  # Cz: NaN for 40 ms
+    feed.eeg[:, 0] = 3.0  # Fz flat
+    windows = feed.play(make_windower())
+    with_nan = [w for w in windows if w.start < feed.eeg_times[5000] < w.end]
+    assert with_nan and all(w.quality.nonfinite_channels == ["Cz"] for w in with_nan)
+    assert all(w.quality.flat_channels == ["Fz"] for w in windows)
+    assert all(list(w.good_eeg_picks) == ([2] if w in with_nan else [1, 2]) for w in windows)
+    assert all(w.quality.usable for w in windows)  # one good EEG channel is enough
+
+
+def test_gap_is_flagged_and_empty_windows_are_skipped():
+    feed = Feed(200)
+    windower = make_windower()
+    lost = (feed.eeg_times > T0 + 60) & (feed.eeg_times <= T0 + 100)  # 40 s without EEG
+    keep = ~lost
+    feed.eeg_times, feed.eeg, feed.n = feed.eeg_times[keep], feed.eeg[keep], int(keep.sum())
+    windower.add_gap(Gap(start=T0 + 60, end=T0 + 100, missing_samples=10000))
+    windows = feed.play(windower)
+    spanning = [w for w in windows if w.start < T0 + 100 and w.end > T0 + 60]
+    assert spanning and all(w.quality.gaps == 1 for w in spanning)
+    assert all(w.quality.usable == (w.quality.eeg_coverage >= 0.9) for w in spanning)
+    assert any(not w.quality.usable for w in spanning)
+    assert windower.windows_skipped > 0
+    assert all(w.quality.eeg_received > 0 for w in windows)
+    clean = [w for w in windows if w.start >= T0 + 100]
+    assert clean and all(w.quality.usable for w in clean)
+
+
+def test_restart_drops_the_old_timeline():
+    windower = make_windower()
+    first = Feed(80)
+    first.play(windower)
+    windower.restart()
+    second = Feed(80, seed=1)
+    second.eeg_times = second.eeg_times - 500.0  # the new stream's clock is earlier
+    second.triggers = second.triggers - 500.0
+    second.volume_stamps = second.volume_stamps - 500.0
+    windows = second.play(windower)
+    assert windows[0].quality.restarted and "stream restarted" in windows[0].quality.problems
+    assert windows[0].end == pytest.approx(T0 - 500 + 30)
+    assert not windows[1].quality.restarted
+
+
+def test_without_triggers_volumes_are_placed_at_their_own_timestamps():
+    feed = Feed(200, stamp_error=0.05)
+    windows = feed.play(make_windower(use_triggers=False))
+    window = windows[-1]
+    stamps = feed.volume_stamps[window.fmri_indices]
+    np.testing.assert_allclose(window.fmri_times, stamps)
+    assert window.quality.usable
+
+
+def test_memory_is_bounded_by_the_window_configuration():
+    config = WindowConfig()
+    windower = make_windower(config)
+    Feed(600).play(windower)
+    assert windower.eeg.count == windower.eeg.capacity == config.eeg_capacity(SFREQ)
+    assert len(windower.volumes._placed) <= config.fmri_capacity(TR)
+
+
+def test_volume_placer_pending_until_trigger_and_remap_after_missed_trigger():
+    placer = VolumePlacer(TR, capacity=100)
+    placer.add_volumes(np.array([0]), np.array([10.0]), np.ones((1, 3)))
+    assert placer.volumes_between(0, 20)[0].matched is False  # no trigger yet
+    placer.add_triggers(np.array([10.01]))
+    placed = placer.volumes_between(0, 20)
+    assert placed[0].matched and placed[0].time == 10.01
+    # Trigger of volume 1 is missed: volume 2 would map to the wrong trigger by ordinal.
+    placer.add_triggers(np.array([10.01 + 2 * TR]))
+    placer.add_volumes(np.array([2]), np.array([10.0 + 2 * TR]), np.ones((1, 3)))
+    assert placer.remaps == 1
+    assert placer.volumes_between(0, 20)[-1].time == pytest.approx(10.01 + 2 * TR)
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError, match="WindowConfig.hop = 0"):
+        WindowConfig(hop=0)
+    with pytest.raises(ValueError, match="min_eeg_coverage"):
+        WindowConfig(min_eeg_coverage=1.5)
+    with pytest.raises(ValueError, match="channel names but"):
+        MultiRateWindower(WindowConfig(), SFREQ, ("a",), ("eeg", "eeg"), REGIONS, TR)
