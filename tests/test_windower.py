@@ -76,7 +76,7 @@ def test_window_count_grid_and_eeg_content():
     assert ends[0] == pytest.approx(T0 + 30.0)
     for window in windows:
         assert window.eeg.shape == (5, 7500)
-        first = int(round((window.start - T0) * SFREQ)) + 1
+        first = round((window.start - T0) * SFREQ) + 1
         np.testing.assert_array_equal(window.eeg[-1], np.arange(first, first + 7500))
         assert window.quality.usable and not window.quality.problems
     assert [w.index for w in windows] == list(range(len(windows)))
@@ -205,7 +205,7 @@ def test_volume_placer_pending_until_trigger_and_remap_after_missed_trigger():
 
 
 def test_config_rejects_nonsense():
-    with pytest.raises(ValueError, match="WindowConfig.hop = 0"):
+    with pytest.raises(ValueError, match=r"WindowConfig\.hop = 0"):
         WindowConfig(hop=0)
     with pytest.raises(ValueError, match="min_eeg_coverage"):
         WindowConfig(min_eeg_coverage=1.5)
