@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--fmri-lag", type=float, default=0.0, metavar="S", help="fMRI delivery delay in seconds"
     )
+    replay.add_argument(
+        "--fmri-stamp-error",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="SD of an error added to fMRI timestamps (a scanner-side clock), seconds",
+    )
     replay.add_argument("--with-truth", action="store_true", help="also publish the scored stages (Markers)")
     replay.add_argument("--prefix", default=None, help="stream-name prefix (default: the session label)")
     replay.add_argument("--mask", default=None, help="brain mask NIfTI for the region means")
@@ -122,6 +129,7 @@ def _replay(args: argparse.Namespace) -> int:
         with_truth=args.with_truth,
         prefix=args.prefix,
         wait_for_consumers=args.wait_for_consumers,
+        fmri_stamp_error=args.fmri_stamp_error,
     )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     with player:

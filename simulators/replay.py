@@ -70,6 +70,10 @@ class SessionPlayer:
     wait_for_consumers : float
         Seconds to wait, before starting the clock, for every outlet to have a
         consumer (0 = start at once).
+    fmri_stamp_error : float
+        Standard deviation (s) of an error added to each fMRI timestamp, as from
+        a scanner-side computer whose clock is not the EEG amplifier's (seeded;
+        0 = exact acquisition times).
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class SessionPlayer:
         with_truth: bool = False,
         prefix: str | None = None,
         wait_for_consumers: float = 0.0,
+        fmri_stamp_error: float = 0.0,
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be > 0 (math.inf for as fast as possible), got {speed}")
@@ -96,6 +101,9 @@ class SessionPlayer:
         self.with_truth = with_truth
         self.prefix = prefix or session.label
         self.wait_for_consumers = float(wait_for_consumers)
+        if not 0 <= fmri_stamp_error < session.tr / 2:
+            raise ValueError(f"fmri_stamp_error must be in [0, TR/2), got {fmri_stamp_error}")
+        self.fmri_stamp_error = float(fmri_stamp_error)
         token = uuid.uuid4().hex[:8]
         kinds = [("EEG", "EEG"), ("fMRI", "fMRI"), ("Triggers", "Markers")]
         if with_truth:
@@ -289,10 +297,11 @@ class SessionPlayer:
         """Every marker and fMRI sample as (due time, timestamp, outlet, value)."""
         session = self.session
         events: list[tuple[float, float, str, object]] = []
+        errors = np.random.default_rng(volume_offset).normal(0.0, self.fmri_stamp_error, session.n_volumes)
         for index, acquired in enumerate(session.volume_times):
             events.append((acquired, acquired, "Triggers", "R128"))
             sample = np.concatenate([[volume_offset + index], session.roi_means[index]]).astype(np.float32)
-            events.append((acquired + self.fmri_lag, acquired, "fMRI", sample))
+            events.append((acquired + self.fmri_lag, acquired + errors[index], "fMRI", sample))
         if self.with_truth:
             for onset, stage in zip(session.stage_onsets, session.scoring.stages, strict=True):
                 events.append((onset, onset, "Truth", stage))

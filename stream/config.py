@@ -96,7 +96,7 @@ class WindowConfig:
     eeg_window: float = 30.0
     fmri_window: float = 120.0
     hop: float = 2.1
-    max_fmri_wait: float = 3.0
+    max_fmri_wait: float = 3.5
     min_eeg_coverage: float = 0.9
     flat_threshold_uv: float = 0.5
     gap_tolerance: float = 2.5

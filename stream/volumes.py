@@ -144,6 +144,11 @@ class VolumePlacer:
     def _place_pending(self) -> None:
         for index in sorted(self._pending):
             stamp, row = self._pending[index]
+            if self._triggers and stamp < self._triggers[0][1] - self.tolerance:
+                # Older than every trigger held: its trigger was never received.
+                del self._pending[index]
+                self._store(PlacedVolume(index, stamp, stamp, row, matched=False))
+                continue
             time = None
             if self.offset is not None:
                 time = self._trigger_time(index - self.offset)

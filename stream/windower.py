@@ -200,6 +200,7 @@ class MultiRateWindower:
         self._voltage = np.array([t in VOLTAGE_TYPES for t in self.ch_types])
         self._next_end: float | None = None
         self._restarted = False
+        self._blocked_end: float | None = None
         self.windows_emitted = 0
         self.windows_skipped = 0
 
@@ -246,9 +247,13 @@ class MultiRateWindower:
         half_period = 0.5 / self.sfreq
         while self._next_end is not None and latest is not None and latest >= self._next_end - half_period:
             end = self._next_end
-            waited = max(0.0, latest - end)
-            if not self._fmri_ready(end) and waited < self.config.max_fmri_wait:
-                break
+            lateness = max(0.0, latest - end)
+            if not self._fmri_ready(end):
+                if lateness < self.config.max_fmri_wait:
+                    self._blocked_end = end
+                    break
+            # Only a window held back for fMRI has waited; one cut late from a backlog has not.
+            waited = lateness if self._blocked_end == end else 0.0
             self._skip_empty_windows()
             if self._next_end != end:
                 continue

@@ -1,0 +1,215 @@
+"""Live acquisition: LSL streams in, aligned windows out, never blocking, never crashing.
+
+One background thread pulls every inlet without waiting, feeds the pure
+:class:`~stream.windower.MultiRateWindower`, and hands finished windows to a
+bounded drop-oldest :class:`~stream.window_queue.WindowQueue`. The model and the
+websocket clients consume that queue at their own pace; acquisition never waits
+for them. Lost streams are looked for again, by their query, in the same loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from stream.config import AcquisitionConfig
+from stream.dejitter import ClockUpdate
+from stream.discovery import find_stream
+from stream.readers import EegReader, FmriReader, MarkerReader, StreamReader, decode_markers
+from stream.window_queue import QueueClosedError, WindowQueue
+from stream.windower import MultiRateWindower, Window
+
+logger = logging.getLogger(__name__)
+IDLE_SLEEP = 0.002
+RECONNECT_INTERVAL = 0.25
+
+
+class Acquisition:
+    """Consume EEG, fMRI, trigger and truth streams and produce windows.
+
+    Parameters
+    ----------
+    config : AcquisitionConfig
+        Which streams, what to expect, window geometry.
+
+    Examples
+    --------
+    >>> with Acquisition(AcquisitionConfig.for_replay("sub-27_task-sleep_run-2")) as acq:  # doctest: +SKIP
+    ...     window = acq.queue.get(timeout=60)
+    """
+
+    def __init__(self, config: AcquisitionConfig) -> None:
+        self.config = config
+        window = config.window
+        self.eeg = EegReader(
+            config.eeg,
+            expected_channels=config.expected_eeg_channels,
+            expected_rate=config.expected_eeg_rate,
+            gap_tolerance=window.gap_tolerance,
+            backward_jump_reset=window.backward_jump_reset,
+        )
+        self.fmri = FmriReader(config.fmri)
+        self.triggers = MarkerReader("triggers", config.triggers) if config.triggers else None
+        self.truth = MarkerReader("truth", config.truth) if config.truth else None
+        self.queue: WindowQueue[Window] = WindowQueue(config.queue_size)
+        self.windower: MultiRateWindower | None = None
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def readers(self) -> list[StreamReader]:
+        """Every stream reader, EEG first."""
+        return [r for r in (self.eeg, self.fmri, self.triggers, self.truth) if r is not None]
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> Acquisition:
+        """Find and check every stream, then start acquiring in the background.
+
+        Raises
+        ------
+        StreamNotFoundError
+            If a configured stream cannot be found within ``resolve_timeout``.
+        StreamMismatchError
+            If the EEG or fMRI stream differs from the configuration.
+        """
+        for reader in self.readers:
+            reader.connect(find_stream(reader.query, self.config.resolve_timeout))
+        self.windower = self._make_windower()
+        self.eeg.listener = self._on_eeg
+        self.fmri.listener = self.windower.add_fmri
+        if self.triggers is not None:
+            self.triggers.listener = self._on_triggers
+        if self.truth is not None:
+            self.truth.listener = self.windower.add_truth
+        self._thread = threading.Thread(target=self._run, name="acquisition", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop acquiring and close every inlet."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for reader in self.readers:
+            reader.close()
+        self.queue.close()
+
+    def __enter__(self) -> Acquisition:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    async def windows(self) -> AsyncIterator[Window]:
+        """Windows as they are cut, for ``async for``; ends when acquisition stops."""
+        while True:
+            try:
+                yield await self.queue.aget()
+            except QueueClosedError:
+                return
+
+    def health(self) -> dict:
+        """Health figures of every stream and of the window queue."""
+        windower = self.windower
+        return {
+            "streams": {reader.kind: reader.health.snapshot() for reader in self.readers},
+            "windows": {
+                "emitted": windower.windows_emitted if windower else 0,
+                "skipped": windower.windows_skipped if windower else 0,
+                "dropped": self.queue.dropped,
+                "queued": len(self.queue),
+                "fmri_remaps": windower.volumes.remaps if windower else 0,
+            },
+            "running": self._thread is not None and self._thread.is_alive(),
+            "error": None if self.error is None else repr(self.error),
+        }
+
+    # -- internals -----------------------------------------------------------
+    def _make_windower(self) -> MultiRateWindower:
+        info = self.eeg.info
+        ch_names = info.get_channel_labels() or [f"ch{i + 1}" for i in range(info.channel_count())]
+        ch_types = info.get_channel_types() or ["eeg"] * info.channel_count()
+        ch_types = [t.lower() if t else "eeg" for t in ch_types]
+        fmri = self.fmri.info
+        labels = fmri.get_channel_labels() or ["volume"] + [
+            f"region{i}" for i in range(1, fmri.channel_count())
+        ]
+        tr = 1.0 / fmri.nominal_srate()
+        declared = fmri.desc().child("session").child_value("tr")
+        if declared:
+            tr = float(declared)
+        return MultiRateWindower(
+            self.config.window,
+            info.nominal_srate(),
+            ch_names,
+            ch_types,
+            labels[1:],
+            tr,
+            use_triggers=self.triggers is not None,
+        )
+
+    def _on_eeg(self, times: np.ndarray, data: np.ndarray, update: ClockUpdate) -> None:
+        windower = self.windower
+        if update.restarted:
+            logger.warning("EEG timeline jumped backwards: the streams restarted; windows start afresh")
+            windower.restart()
+            self._replay_history_since_restart()
+        for gap in update.gaps:
+            windower.add_gap(gap)
+        windower.add_eeg(times, data)
+
+    def _on_triggers(self, stamps: np.ndarray, labels: list[str]) -> None:
+        marker = self.config.window.trigger_marker
+        picked = np.array([s for s, label in zip(stamps, labels, strict=True) if label == marker])
+        if picked.size:
+            self.windower.add_triggers(picked)
+
+    def _replay_history_since_restart(self) -> None:
+        """Feed again what other streams delivered on the new timeline before EEG restarted.
+
+        Only streams reconnected since the EEG stream was lost are on the new
+        timeline; their history holds just their current connection.
+        """
+        eeg_lost_at = self.eeg.lost_at
+        for reader in (self.fmri, self.triggers, self.truth):
+            if reader is None or eeg_lost_at is None or reader.connected_at < eeg_lost_at:
+                continue
+            for stamps, data in list(reader.history):
+                self._refeed(reader, stamps, data)
+
+    def _refeed(self, reader: StreamReader, stamps: np.ndarray, data) -> None:
+        if isinstance(reader, FmriReader):
+            values = np.asarray(data, dtype=np.float32)
+            self.windower.add_fmri(values[:, 0], stamps, values[:, 1:])
+        elif isinstance(reader, MarkerReader):
+            reader.listener(stamps, decode_markers(data))
+
+    def _run(self) -> None:
+        import pylsl
+
+        next_reconnect = 0.0
+        while not self._stop.is_set():
+            try:
+                now = pylsl.local_clock()
+                received = 0
+                for reader in self.readers:
+                    received += reader.pull(now)
+                for window in self.windower.poll():
+                    self.queue.put(window)
+                if time.monotonic() >= next_reconnect:
+                    next_reconnect = time.monotonic() + RECONNECT_INTERVAL
+                    for reader in self.readers:
+                        if not reader.connected:
+                            reader.try_reconnect()
+                if not received:
+                    time.sleep(IDLE_SLEEP)
+            except Exception as err:  # never let one bad chunk take the process down
+                self.error = err
+                logger.error("acquisition error, continuing: %s\n%s", err, traceback.format_exc())
+                time.sleep(0.1)

@@ -1,0 +1,261 @@
+"""One reader per LSL stream: connect, pull without blocking, notice loss, reconnect.
+
+Inlets use liblsl's clock synchronisation (``proc_clocksync``): every timestamp
+is mapped onto this machine's LSL clock. Regular streams are dejittered by
+:class:`stream.dejitter.RegularClock` rather than liblsl's ``proc_dejitter``,
+which smears dropouts over minutes. Inlets are opened with ``recover=False``:
+a lost outlet is noticed at once (``LostError``) and the reader looks for the
+stream again by its query, so a replacement with a new source_id is found too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+
+from stream.config import StreamQuery
+from stream.dejitter import ClockUpdate, RegularClock
+from stream.discovery import StreamMismatchError, xpath_predicate
+from stream.health import StreamHealth
+
+MAX_CHUNK = 4096
+HISTORY_CHUNKS = 512
+
+
+class StreamReader:
+    """Base reader: owns one inlet and the health record of one stream.
+
+    Parameters
+    ----------
+    kind : str
+        ``"eeg"``, ``"fmri"``, ``"triggers"`` or ``"truth"``.
+    query : StreamQuery
+        How to find the stream (and find it again after a loss).
+    max_buflen : int
+        Seconds of data the inlet may hold for a slow consumer.
+    """
+
+    numeric = True
+
+    def __init__(self, kind: str, query: StreamQuery, max_buflen: int = 360) -> None:
+        self.kind = kind
+        self.query = query
+        self.max_buflen = max_buflen
+        self.health = StreamHealth(kind=kind)
+        self.info = None
+        self._inlet = None
+        self._resolver = None
+        self._lost_uids: set[str] = set()
+        self.connected_at = 0.0  # time.monotonic() of the current connection
+        self.lost_at: float | None = None  # time.monotonic() of the last loss
+        # Chunks received since the current connection (replayed after a timeline reset).
+        self.history: deque[tuple[np.ndarray, object]] = deque(maxlen=HISTORY_CHUNKS)
+
+    @property
+    def connected(self) -> bool:
+        """Whether an inlet is open."""
+        return self._inlet is not None
+
+    def connect(self, info, open_timeout: float = 5.0) -> None:
+        """Open an inlet on ``info`` (a resolved ``pylsl.StreamInfo``)."""
+        import pylsl
+
+        self.check(info)
+        inlet = pylsl.StreamInlet(
+            info, max_buflen=self.max_buflen, recover=False, processing_flags=pylsl.proc_clocksync
+        )
+        inlet.open_stream(timeout=open_timeout)
+        self.info = inlet.info(timeout=open_timeout)
+        self._inlet = inlet
+        self._resolver = None
+        self.history.clear()
+        self.connected_at = time.monotonic()
+        health = self.health
+        health.name, health.stype, health.source_id = info.name(), info.type(), info.source_id()
+        health.nominal_rate = info.nominal_srate()
+        health.connected = True
+        health.error = None
+
+    def check(self, info) -> None:
+        """Refuse a stream that does not fit (overridden per kind)."""
+
+    def pull(self, lsl_now: float) -> int:
+        """Pull what is available without waiting; return the number of samples."""
+        import pylsl
+
+        if self._inlet is None:
+            return 0
+        try:
+            data, stamps = self._inlet.pull_chunk(timeout=0.0, max_samples=MAX_CHUNK, as_numpy=True)
+        except pylsl.LostError:
+            self.lost("the stream was lost (its outlet closed or stopped answering)")
+            return 0
+        if len(stamps) == 0:
+            return 0
+        stamps = np.asarray(stamps, dtype=float)
+        self.history.append((stamps, data))
+        self.handle(stamps, data, lsl_now)
+        return len(stamps)
+
+    def handle(self, stamps: np.ndarray, data, lsl_now: float) -> None:
+        """Use one chunk (overridden per kind)."""
+        self.health.record_arrival(len(stamps), float(stamps[-1]), lsl_now)
+
+    def lost(self, reason: str) -> None:
+        """Close the inlet and start looking for the stream again."""
+        if self.info is not None:
+            self._lost_uids.add(self.info.uid())
+        self._inlet = None
+        self.lost_at = time.monotonic()
+        self.health.connected = False
+        self.health.error = reason
+
+    def try_reconnect(self) -> bool:
+        """Look (without blocking) for the stream again; reconnect if found."""
+        import pylsl
+
+        if self._inlet is not None:
+            return False
+        if self._resolver is None:
+            self._resolver = pylsl.ContinuousResolver(pred=xpath_predicate(self.query), forget_after=2.0)
+            return False
+        candidates = [info for info in self._resolver.results() if info.uid() not in self._lost_uids]
+        if not candidates:
+            return False
+        try:
+            self.connect(max(candidates, key=lambda info: info.created_at()), open_timeout=1.0)
+        except StreamMismatchError as err:
+            self._lost_uids.add(candidates[0].uid())
+            self.health.error = str(err)
+            return False
+        except Exception as err:  # the outlet may vanish again while we connect
+            self.health.error = f"reconnection failed: {err}"
+            self._inlet = None
+            return False
+        self.health.reconnects += 1
+        return True
+
+    def close(self) -> None:
+        """Close the inlet."""
+        if self._inlet is not None:
+            self._inlet.close_stream()
+        self._inlet = None
+        self._resolver = None
+
+
+class EegReader(StreamReader):
+    """The EEG stream: dejittered, gap-checked, checked against the configuration."""
+
+    def __init__(
+        self,
+        query: StreamQuery,
+        *,
+        expected_channels: int | None = None,
+        expected_rate: float | None = None,
+        gap_tolerance: float = 2.5,
+        backward_jump_reset: float = 1.0,
+        max_buflen: int = 360,
+    ) -> None:
+        super().__init__("eeg", query, max_buflen)
+        self.expected_channels = expected_channels
+        self.expected_rate = expected_rate
+        self._gap_tolerance = gap_tolerance
+        self._backward_jump_reset = backward_jump_reset
+        self.clock: RegularClock | None = None
+        self.listener = None  # callable(times, data, ClockUpdate)
+
+    def check(self, info) -> None:
+        """Refuse an EEG stream whose format, channel count or rate differ from the configuration."""
+        where = f"EEG stream {info.name()!r} (source_id {info.source_id()!r})"
+        if info.nominal_srate() <= 0:
+            raise StreamMismatchError(f"{where} has no regular sampling rate")
+        import pylsl
+
+        if info.channel_format() == pylsl.cf_string:
+            raise StreamMismatchError(f"{where} does not carry numeric samples")
+        if self.expected_channels is not None and info.channel_count() != self.expected_channels:
+            raise StreamMismatchError(
+                f"{where} has {info.channel_count()} channels; "
+                f"the configuration expects {self.expected_channels}"
+            )
+        if self.expected_rate is not None and abs(info.nominal_srate() - self.expected_rate) > 1e-6:
+            raise StreamMismatchError(
+                f"{where} is sampled at {info.nominal_srate():g} Hz; the configuration expects "
+                f"{self.expected_rate:g} Hz"
+            )
+        if self.clock is not None and abs(1 / self.clock.nominal_period - info.nominal_srate()) > 1e-6:
+            raise StreamMismatchError(
+                f"{where} is sampled at {info.nominal_srate():g} Hz, unlike the stream it replaces "
+                f"({1 / self.clock.nominal_period:g} Hz)"
+            )
+
+    def connect(self, info, open_timeout: float = 5.0) -> None:
+        """Open the inlet; the dejittering clock is kept across reconnections."""
+        super().connect(info, open_timeout)
+        if self.clock is None:
+            self.clock = RegularClock(
+                info.nominal_srate(),
+                gap_tolerance=self._gap_tolerance,
+                backward_jump_reset=self._backward_jump_reset,
+            )
+
+    def handle(self, stamps: np.ndarray, data, lsl_now: float) -> None:
+        """Dejitter the chunk, count gaps and restarts, pass it on."""
+        update: ClockUpdate = self.clock.process(stamps)
+        health = self.health
+        health.gaps += len(update.gaps)
+        health.dropped_samples += sum(gap.missing_samples for gap in update.gaps)
+        health.non_monotonic += update.non_monotonic
+        health.restarts += int(update.restarted)
+        health.effective_rate = self.clock.effective_rate
+        health.record_arrival(len(stamps), float(update.times[-1]), lsl_now)
+        if self.listener is not None:
+            self.listener(update.times, np.asarray(data, dtype=np.float32), update)
+
+
+class FmriReader(StreamReader):
+    """The fMRI-metrics stream: volume index then region means, one sample per volume."""
+
+    def __init__(self, query: StreamQuery, max_buflen: int = 360) -> None:
+        super().__init__("fmri", query, max_buflen)
+        self.listener = None  # callable(indices, stamps, values)
+
+    def check(self, info) -> None:
+        """Refuse an fMRI stream without rate or regions."""
+        where = f"fMRI stream {info.name()!r} (source_id {info.source_id()!r})"
+        if info.nominal_srate() <= 0:
+            raise StreamMismatchError(f"{where} declares no rate: its nominal rate must be 1/TR")
+        if info.channel_count() < 2:
+            raise StreamMismatchError(f"{where} needs a volume-index channel and at least one region")
+
+    def handle(self, stamps: np.ndarray, data, lsl_now: float) -> None:
+        """Split volume index and region means, pass them on."""
+        super().handle(stamps, data, lsl_now)
+        data = np.asarray(data, dtype=np.float32)
+        if self.listener is not None:
+            self.listener(data[:, 0], stamps, data[:, 1:])
+
+
+class MarkerReader(StreamReader):
+    """A string marker stream (volume triggers or ground-truth stages)."""
+
+    numeric = False
+
+    def __init__(self, kind: str, query: StreamQuery, max_buflen: int = 360) -> None:
+        super().__init__(kind, query, max_buflen)
+        self.listener = None  # callable(stamps, labels)
+
+    def handle(self, stamps: np.ndarray, data, lsl_now: float) -> None:
+        """Decode the markers, pass them on."""
+        super().handle(stamps, data, lsl_now)
+        if self.listener is not None:
+            self.listener(stamps, decode_markers(data))
+
+
+def decode_markers(data) -> list[str]:
+    """Marker strings of a string chunk (raw bytes as pulled with ``as_numpy=True``)."""
+    return [
+        value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value) for value in data[:, 0]
+    ]
