@@ -59,7 +59,7 @@ class RunScoring:
         """Number of scored epochs."""
         return len(self.stages)
 
-    def stage_at(self, seconds: float) -> str:
+    def stage_at(self, seconds: float) -> str | None:
         """Return the stage of the epoch containing ``seconds`` (run time).
 
         Parameters
@@ -69,12 +69,12 @@ class RunScoring:
 
         Returns
         -------
-        stage : str
-            The stage, or :data:`UNSCORED` outside the scored epochs.
+        stage : str | None
+            The stage (possibly :data:`UNSCORED`), or None outside the scored epochs.
         """
         index = int(np.searchsorted(self.onsets, seconds, side="right")) - 1
         if index < 0 or seconds >= self.onsets[index] + EPOCH_SECONDS:
-            return UNSCORED
+            return None
         return self.stages[index]
 
 

@@ -78,8 +78,13 @@ class Acquisition:
         StreamMismatchError
             If the EEG or fMRI stream differs from the configuration.
         """
-        for reader in self.readers:
-            reader.connect(find_stream(reader.query, self.config.resolve_timeout))
+        try:
+            for reader in self.readers:
+                reader.connect(find_stream(reader.query, self.config.resolve_timeout))
+        except Exception:
+            for reader in self.readers:
+                reader.close()
+            raise
         self.windower = self._make_windower()
         self.eeg.listener = self._on_eeg
         self.fmri.listener = self.windower.add_fmri

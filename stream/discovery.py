@@ -67,7 +67,7 @@ def find_stream(query: StreamQuery, timeout: float, *, exclude_uids: frozenset[s
             return max(candidates, key=lambda info: info.created_at())
         if time.monotonic() >= deadline:
             break
-    seen = pylsl.resolve_streams(wait_time=0.5)
+    seen = pylsl.resolve_streams(wait_time=1.0)
     listing = "\n".join(f"  - {describe_stream(info)}" for info in seen) or "  (no LSL stream at all)"
     raise StreamNotFoundError(
         f"no LSL stream matching {query.describe()} within {timeout:g} s. Streams seen:\n{listing}"

@@ -83,13 +83,13 @@ class StreamReader:
 
     def pull(self, lsl_now: float) -> int:
         """Pull what is available without waiting; return the number of samples."""
-        import pylsl
+        from pylsl.util import LostError
 
         if self._inlet is None:
             return 0
         try:
             data, stamps = self._inlet.pull_chunk(timeout=0.0, max_samples=MAX_CHUNK, as_numpy=True)
-        except pylsl.LostError:
+        except LostError:
             self.lost("the stream was lost (its outlet closed or stopped answering)")
             return 0
         if len(stamps) == 0:

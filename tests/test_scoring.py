@@ -57,8 +57,8 @@ def test_stage_at_run_time():
     assert run.stage_at(0.0) == "N2"
     assert run.stage_at(29.99) == "N2"
     assert run.stage_at(20 * 30 + 1) == "N3"
-    assert run.stage_at(-1) == UNSCORED
-    assert run.stage_at(900.0) == UNSCORED
+    assert run.stage_at(-1) is None
+    assert run.stage_at(900.0) is None
 
 
 HEADER = "session\tepoch_start_time_sec\t30-sec_epoch_sleep_stage\r\n"

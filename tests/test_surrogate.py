@@ -107,6 +107,7 @@ def test_generation_is_deterministic_by_seed(tmp_path, short_dataset):
     np.testing.assert_array_equal(sa.roi_means, sb.roi_means)
 
 
+@pytest.mark.slow
 def test_5000_hz_recording_like_the_real_amplifier(tmp_path, short_dataset):
     scoring = short_dataset / "short-scoring.tsv"
     write_surrogate_run(tmp_path, "99", "rest-1", sfreq=5000, scoring_source=scoring)
