@@ -38,6 +38,7 @@ class StreamReader:
     """
 
     numeric = True
+    keeps_history = True  # small streams keep their current connection's chunks
 
     def __init__(self, kind: str, query: StreamQuery, max_buflen: int = 360) -> None:
         self.kind = kind
@@ -66,6 +67,9 @@ class StreamReader:
         inlet = pylsl.StreamInlet(
             info, max_buflen=self.max_buflen, recover=False, processing_flags=pylsl.proc_clocksync
         )
+        # The first clock-offset estimate takes several probes; get it now, before
+        # subscribing, or the first pull would stall the acquisition loop for it.
+        inlet.time_correction(timeout=open_timeout)
         inlet.open_stream(timeout=open_timeout)
         self.info = inlet.info(timeout=open_timeout)
         self._inlet = inlet
@@ -95,7 +99,9 @@ class StreamReader:
         if len(stamps) == 0:
             return 0
         stamps = np.asarray(stamps, dtype=float)
-        self.history.append((stamps, data))
+        if self.keeps_history:
+            # Copies: the pulled arrays are views on buffers sized for MAX_CHUNK samples.
+            self.history.append((stamps.copy(), data.copy()))
         self.handle(stamps, data, lsl_now)
         return len(stamps)
 
@@ -147,6 +153,8 @@ class StreamReader:
 
 class EegReader(StreamReader):
     """The EEG stream: dejittered, gap-checked, checked against the configuration."""
+
+    keeps_history = False
 
     def __init__(
         self,
