@@ -95,10 +95,19 @@ class SampleRingBuffer:
         times : np.ndarray, shape (n,)
         data : np.ndarray, shape (n, n_channels)
         """
+        times, data, _ = self.between_numbered(start, stop)
+        return times, data
+
+    def between_numbered(self, start: float, stop: float) -> tuple[np.ndarray, np.ndarray, int]:
+        """Like :meth:`between`, plus the sequence number of the first sample returned.
+
+        Samples are numbered 0, 1, 2... in the order they were appended since the
+        buffer was created, so the same sample has the same number in every window.
+        """
         times, data = self._view()
         first = int(np.searchsorted(times, start, side="right"))
         last = int(np.searchsorted(times, stop, side="right"))
-        return times[first:last].copy(), data[first:last].copy()
+        return times[first:last].copy(), data[first:last].copy(), self.total - self.count + first
 
 
 class EventBuffer:

@@ -103,6 +103,10 @@ class Window:
         EEG in microvolts (all channels, bad ones included: see ``quality``).
     eeg_times : np.ndarray, shape (n_samples,)
         Dejittered sample times.
+    eeg_first_sample : int
+        Sequence number of the first sample (samples are numbered from 0 in
+        arrival order since acquisition started; the same sample keeps its number
+        in every window).
     ch_names, ch_types : tuple of str
         Channel names and types of ``eeg``.
     sfreq : float
@@ -128,6 +132,7 @@ class Window:
     end: float
     eeg: np.ndarray
     eeg_times: np.ndarray
+    eeg_first_sample: int
     ch_names: tuple[str, ...]
     ch_types: tuple[str, ...]
     sfreq: float
@@ -288,7 +293,7 @@ class MultiRateWindower:
         start = end - config.eeg_window
         # Half a sample of slack keeps the count exact when window bounds fall on samples.
         half_period = 0.5 / self.sfreq
-        times, data = self.eeg.between(start + half_period, end + half_period)
+        times, data, first_sample = self.eeg.between_numbered(start + half_period, end + half_period)
         eeg = data.T
         quality = WindowQuality(
             eeg_expected=self._expected,
@@ -333,6 +338,7 @@ class MultiRateWindower:
             end=end,
             eeg=eeg,
             eeg_times=times,
+            eeg_first_sample=first_sample,
             ch_names=self.ch_names,
             ch_types=self.ch_types,
             sfreq=self.sfreq,

@@ -1,0 +1,92 @@
+"""Typed configuration of the feature computation (definitions in ``docs/features.md``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+POWER_SCALES = ("absolute", "log", "relative")
+COHERENCE_METHODS = ("msc", "pearson")
+REFERENCES = ("recorded", "average")
+
+
+def _default_bands() -> dict[str, tuple[float, float]]:
+    return {
+        "delta": (0.5, 4.0),
+        "theta": (4.0, 8.0),
+        "alpha": (8.0, 13.0),
+        "beta": (13.0, 30.0),
+        "gamma": (30.0, 45.0),
+    }
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How the 11 features are computed.
+
+    Parameters
+    ----------
+    bands : dict
+        Band name to (low, high) Hz; a PSD bin at f belongs to a band when
+        ``low <= f < high`` (the last band also takes ``f == high``).
+    segment_seconds : float
+        Welch segment length (Hann window).
+    segment_overlap : float
+        Fraction of overlap between consecutive segments.
+    spectrum_range : tuple of float
+        Frequencies (Hz, inclusive) of the spectral entropy and the coherence average.
+    power_scale : str
+        ``"absolute"`` (µV²), ``"log"`` (log10 µV²) or ``"relative"`` (fraction of the
+        power in ``spectrum_range``).
+    coherence : str
+        ``"msc"``: magnitude-squared coherence from Welch cross-spectra (default);
+        ``"pearson"``: mean Pearson correlation between channels (the origin app's
+        definition, under its real name).
+    reference : str
+        ``"recorded"`` (as streamed, FCz in ds003768) or ``"average"`` (common
+        average of the good EEG channels, per window).
+    alff_band : tuple of float
+        ALFF frequency band in Hz (Zang et al. 2007: 0.01-0.1 Hz as asked here).
+    min_fmri_volumes : int
+        Fewer volumes than this in the fMRI window give no fMRI features (NaN).
+    """
+
+    bands: dict[str, tuple[float, float]] = field(default_factory=_default_bands)
+    segment_seconds: float = 4.0
+    segment_overlap: float = 0.5
+    spectrum_range: tuple[float, float] = (0.5, 45.0)
+    power_scale: str = "absolute"
+    coherence: str = "msc"
+    reference: str = "recorded"
+    alff_band: tuple[float, float] = (0.01, 0.1)
+    min_fmri_volumes: int = 8
+
+    def __post_init__(self) -> None:
+        if tuple(self.bands) != ("delta", "theta", "alpha", "beta", "gamma"):
+            raise ValueError(
+                f"bands must be delta, theta, alpha, beta, gamma in order, got {list(self.bands)}"
+            )
+        for name, (low, high) in self.bands.items():
+            if not 0 <= low < high:
+                raise ValueError(f"band {name} = ({low}, {high}) Hz is not an interval")
+        if self.segment_seconds <= 0 or not 0 <= self.segment_overlap < 1:
+            raise ValueError("segment_seconds must be > 0 and segment_overlap in [0, 1)")
+        if self.power_scale not in POWER_SCALES:
+            raise ValueError(f"power_scale must be one of {POWER_SCALES}, got {self.power_scale!r}")
+        if self.coherence not in COHERENCE_METHODS:
+            raise ValueError(f"coherence must be one of {COHERENCE_METHODS}, got {self.coherence!r}")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {REFERENCES}, got {self.reference!r}")
+        low, high = self.spectrum_range
+        if not 0 <= low < high:
+            raise ValueError(f"spectrum_range {self.spectrum_range} is not an interval")
+        if not 0 <= self.alff_band[0] < self.alff_band[1]:
+            raise ValueError(f"alff_band {self.alff_band} is not an interval")
+        if self.min_fmri_volumes < 3:
+            raise ValueError("min_fmri_volumes must be >= 3")
+
+    @property
+    def frequency_span(self) -> tuple[float, float]:
+        """Lowest and highest frequency any EEG feature needs."""
+        lows = [low for low, _ in self.bands.values()] + [self.spectrum_range[0]]
+        highs = [high for _, high in self.bands.values()] + [self.spectrum_range[1]]
+        return min(lows), max(highs)

@@ -1,0 +1,133 @@
+"""The one feature path: a window in, the 11 features out — online and offline alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from features.config import FeatureConfig
+from features.eeg import (
+    IncrementalWelch,
+    average_reference,
+    band_powers,
+    mean_coherence,
+    mean_pearson,
+    spectral_entropy,
+)
+from features.fmri import fmri_features
+from features.names import FEATURE_NAMES
+from stream.windower import Window
+
+ALFF_MIN_SECONDS = 100.0
+
+
+@dataclass
+class FeatureVector:
+    """The 11 features of one window.
+
+    Attributes
+    ----------
+    values : np.ndarray, shape (11,)
+        In :data:`features.names.FEATURE_NAMES` order; NaN where not computable.
+    problems : list of str
+        Why some features are missing or less trustworthy.
+    eeg_channels : list of str
+        EEG channels used.
+    n_segments : int
+        Welch segments averaged.
+    """
+
+    values: np.ndarray
+    problems: list[str] = field(default_factory=list)
+    eeg_channels: list[str] = field(default_factory=list)
+    n_segments: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """All 11 features are finite."""
+        return bool(np.all(np.isfinite(self.values)))
+
+    def as_dict(self) -> dict[str, float]:
+        """Feature name to value."""
+        return {name: float(value) for name, value in zip(FEATURE_NAMES, self.values, strict=True)}
+
+
+class FeatureExtractor:
+    """Compute the 11 features of consecutive windows of one stream.
+
+    Keeps per-segment spectra between windows, so feed it the windows of one
+    acquisition (or one offline session) in order.
+
+    Parameters
+    ----------
+    config : FeatureConfig | None
+        Feature definitions; the documented defaults when None.
+    """
+
+    def __init__(self, config: FeatureConfig | None = None) -> None:
+        self.config = config or FeatureConfig()
+        self._welch: IncrementalWelch | None = None
+        self._eeg_rows: np.ndarray | None = None
+
+    def compute(self, window: Window) -> FeatureVector:
+        """The 11 features of ``window``.
+
+        Parameters
+        ----------
+        window : Window
+            A window from :class:`stream.windower.MultiRateWindower`.
+
+        Returns
+        -------
+        features : FeatureVector
+        """
+        config = self.config
+        values = np.full(len(FEATURE_NAMES), np.nan)
+        result = FeatureVector(values=values)
+        eeg_rows = np.array([i for i, kind in enumerate(window.ch_types) if kind == "eeg"], dtype=int)
+        if self._welch is None or window.quality.restarted or not np.array_equal(eeg_rows, self._eeg_rows):
+            self._welch = IncrementalWelch(window.sfreq, eeg_rows.size, config)
+            self._eeg_rows = eeg_rows
+        spectra = (
+            self._welch.spectra(window.eeg[eeg_rows], window.eeg_times, window.eeg_first_sample)
+            if eeg_rows.size
+            else None
+        )
+
+        good = set(window.good_eeg_picks.tolist())
+        keep = np.array([k for k, row in enumerate(eeg_rows) if row in good], dtype=int)
+        result.eeg_channels = [window.ch_names[eeg_rows[k]] for k in keep]
+        if spectra is None:
+            result.problems.append("no whole Welch segment of EEG in the window")
+        elif keep.size == 0:
+            result.problems.append("no usable EEG channel")
+        else:
+            result.n_segments = spectra.n_segments
+            cross = spectra.cross[np.ix_(keep, keep)]
+            if config.reference == "average" and keep.size > 1:
+                cross = average_reference(cross)
+            psd = np.einsum("iif->if", cross).real
+            values[0:5] = band_powers(psd, spectra.freqs, config)
+            values[5] = spectral_entropy(psd, spectra.freqs, config)
+            if keep.size < 2:
+                result.problems.append("coherence needs two usable EEG channels")
+            elif config.coherence == "msc":
+                values[6] = mean_coherence(cross, spectra.freqs, config)
+            else:
+                data = window.eeg[eeg_rows[keep]].astype(np.float64)
+                if config.reference == "average":
+                    data = data - data.mean(axis=0)
+                values[6] = mean_pearson(data)
+
+        volumes = window.fmri.shape[0]
+        if volumes < config.min_fmri_volumes:
+            result.problems.append(f"{volumes} fMRI volumes: fMRI features need {config.min_fmri_volumes}")
+        else:
+            values[7:11] = fmri_features(window.fmri, window.fmri_indices, window.tr, config)
+            if volumes * window.tr < ALFF_MIN_SECONDS:
+                result.problems.append(
+                    f"fMRI window spans {volumes * window.tr:.0f} s: ALFF needs {ALFF_MIN_SECONDS:.0f} s "
+                    "to resolve 0.01 Hz"
+                )
+        return result

@@ -1,0 +1,169 @@
+"""Offline feature tables: whole sessions through the very same windower and extractor.
+
+A recorded session is fed to :class:`stream.windower.MultiRateWindower` in the
+order a live acquisition would receive it (EEG in 1 s chunks; each volume's
+trigger and fMRI sample when the EEG reaches its acquisition time; each truth
+marker at its epoch start), and every window goes through
+:class:`features.extractor.FeatureExtractor`. Live and offline tables are
+therefore computed by one code path (asserted by the tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.config import FeatureConfig
+from features.extractor import FeatureExtractor, FeatureVector
+from features.names import FEATURE_NAMES
+from simulators.bids import RunPaths, list_runs
+from simulators.session import Session, read_session
+from stream.config import WindowConfig
+from stream.windower import MultiRateWindower, Window
+
+CHUNK_SECONDS = 1.0
+
+
+def session_windows(session: Session, window_config: WindowConfig | None = None) -> Iterator[Window]:
+    """Windows of a recorded session, as a live acquisition would cut them.
+
+    Times are seconds from the first EEG sample of the recording.
+    """
+    windower = MultiRateWindower(
+        window_config or WindowConfig(),
+        session.sfreq,
+        session.ch_names,
+        session.ch_types,
+        session.parcellation.names,
+        session.tr,
+        use_triggers=True,
+    )
+    sfreq = session.sfreq
+    chunk = max(1, int(CHUNK_SECONDS * sfreq))
+    volume_times = session.volume_times
+    onsets = session.stage_onsets
+    stages = list(session.scoring.stages) if session.scoring is not None else []
+    sent_volumes = sent_stages = 0
+    for start in range(0, session.n_times, chunk):
+        stop = min(session.n_times, start + chunk)
+        windower.add_eeg(np.arange(start, stop) / sfreq, session.eeg_samples(start, stop))
+        now = (stop - 1) / sfreq
+        due = int(np.searchsorted(volume_times, now, side="right"))
+        if due > sent_volumes:
+            windower.add_triggers(volume_times[sent_volumes:due])
+            windower.add_fmri(
+                np.arange(sent_volumes, due),
+                volume_times[sent_volumes:due],
+                session.roi_means[sent_volumes:due],
+            )
+            sent_volumes = due
+        due = int(np.searchsorted(onsets, now, side="right"))
+        if due > sent_stages:
+            windower.add_truth(onsets[sent_stages:due], stages[sent_stages:due])
+            sent_stages = due
+        yield from windower.poll()
+
+
+def window_record(window: Window, features: FeatureVector, run_origin: float = 0.0) -> dict:
+    """One table row: window bounds, the 11 features, quality flags and the scored stage.
+
+    Parameters
+    ----------
+    window : Window
+        The window.
+    features : FeatureVector
+        Its features.
+    run_origin : float
+        Time of the run's first volume on the window's clock; bounds are
+        given in seconds from it (the scoring's time base).
+    """
+    quality = window.quality
+    record = {
+        "window": window.index,
+        "start": round(window.start - run_origin, 6),
+        "end": round(window.end - run_origin, 6),
+    }
+    record.update(features.as_dict())
+    record.update(
+        {
+            "usable": bool(quality.usable and features.complete),
+            "eeg_coverage": quality.eeg_coverage,
+            "eeg_gaps": quality.gaps,
+            "bad_channels": ";".join(quality.bad_channels),
+            "fmri_volumes": quality.fmri_volumes,
+            "fmri_staleness": quality.fmri_staleness,
+            "problems": "; ".join(quality.problems + features.problems),
+            "stage": window.stage,
+        }
+    )
+    return record
+
+
+def extract_session(
+    session: Session,
+    feature_config: FeatureConfig | None = None,
+    window_config: WindowConfig | None = None,
+) -> pd.DataFrame:
+    """Feature table of one session: one row per window.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Columns ``subject, task, run, window, start, end`` (seconds from the
+        run's first volume), the 11 features, quality flags and ``stage``.
+    """
+    extractor = FeatureExtractor(feature_config)
+    origin = float(session.volume_times[0])
+    rows = [window_record(w, extractor.compute(w), origin) for w in session_windows(session, window_config)]
+    table = pd.DataFrame(rows)
+    table.insert(0, "run", session.run)
+    table.insert(0, "task", session.task)
+    table.insert(0, "subject", session.subject)
+    return table
+
+
+def extract_dataset(
+    root: str | Path,
+    runs: list[RunPaths] | None = None,
+    feature_config: FeatureConfig | None = None,
+    window_config: WindowConfig | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Feature table of many runs of a ds003768-style dataset, with a progress bar.
+
+    Parameters
+    ----------
+    root : path-like
+        Dataset folder.
+    runs : list of RunPaths | None
+        Runs to extract; every run with EEG by default.
+    """
+    from tqdm import tqdm
+
+    runs = list_runs(root) if runs is None else runs
+    if not runs:
+        raise FileNotFoundError(f"{root}: no sub-*/eeg/*_eeg.vhdr run found")
+    tables = []
+    for paths in tqdm(runs, desc="extracting", unit="run", disable=not progress):
+        session = read_session(paths.root, paths.subject, f"{paths.task}-{paths.run}")
+        tables.append(extract_session(session, feature_config, window_config))
+    return pd.concat(tables, ignore_index=True)
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a feature table as CSV or Parquet, by the file's extension."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".csv":
+        table.to_csv(path, index=False)
+    elif path.suffix == ".parquet":
+        table.to_parquet(path, index=False)
+    else:
+        raise ValueError(f"{path}: the output must end in .csv or .parquet")
+    return path
+
+
+FEATURE_COLUMNS = list(FEATURE_NAMES)

@@ -1,0 +1,214 @@
+"""Each feature against an independent computation on realistic data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import signal
+
+from features.config import FeatureConfig
+from features.eeg import IncrementalWelch
+from features.extractor import FeatureExtractor
+from features.fmri import fmri_features
+from features.names import FEATURE_NAMES
+from features.offline import session_windows
+from simulators.fmri_metrics import grid_parcellation, region_means
+from simulators.session import read_session
+
+HAXBY = Path(__file__).parent / "data" / "haxby2001"
+RTOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def windows(bundled_dataset):
+    """Windows of a real-length surrogate sleep run (30 EEG channels, 250 Hz)."""
+    session = read_session(bundled_dataset, "27", "sleep-2")
+    return list(session_windows(session))
+
+
+def eeg_of(window):
+    rows = [i for i, kind in enumerate(window.ch_types) if kind == "eeg"]
+    return window.eeg[rows].astype(np.float64)
+
+
+def reference_welch(window, span):
+    """scipy.signal.welch over exactly the samples the segments cover."""
+    config = FeatureConfig()
+    length = int(config.segment_seconds * window.sfreq)
+    step = int(length * (1 - config.segment_overlap))
+    data = eeg_of(window)[:, span[0] : span[1]]
+    return signal.welch(
+        data, fs=window.sfreq, window="hann", nperseg=length, noverlap=length - step, detrend="constant"
+    )
+
+
+def test_band_powers_and_entropy_equal_scipy_welch(windows):
+    extractor = FeatureExtractor()
+    for window in windows[:60]:
+        features = extractor.compute(window)
+        if window.index % 15:
+            continue
+        span = extractor._welch.spectra(eeg_of(window), window.eeg_times, window.eeg_first_sample).span
+        freqs, psd = reference_welch(window, span)
+        df = freqs[1] - freqs[0]
+        for k, (low, high) in enumerate(FeatureConfig().bands.values()):
+            upper = freqs <= high if k == 4 else freqs < high
+            expected = (psd[:, (freqs >= low) & upper].sum(axis=1) * df).mean()
+            assert features.values[k] == pytest.approx(expected, rel=RTOL)
+        band = psd[:, (freqs >= 0.5) & (freqs <= 45)]
+        p = band / band.sum(axis=1, keepdims=True)
+        entropy = (-(p * np.log(p)).sum(axis=1) / np.log(band.shape[1])).mean()
+        assert features.values[5] == pytest.approx(entropy, rel=RTOL)
+
+
+def test_coherence_equals_scipy_coherence_over_every_pair(windows):
+    config = FeatureConfig()
+    extractor = FeatureExtractor(config)
+    for window in windows[:41]:
+        features = extractor.compute(window)
+    window = windows[40]
+    span = extractor._welch.spectra(eeg_of(window), window.eeg_times, window.eeg_first_sample).span
+    data = eeg_of(window)[:, span[0] : span[1]]
+    length, step = 1000, 500
+    upper_i, upper_j = np.triu_indices(data.shape[0], k=1)
+    assert upper_i.size == 435
+    values = []
+    for i, j in zip(upper_i, upper_j, strict=True):
+        freqs, coherence = signal.coherence(
+            data[i], data[j], fs=250.0, nperseg=length, noverlap=length - step
+        )
+        values.append(coherence[(freqs >= 0.5) & (freqs <= 45)].mean())
+    assert features.values[6] == pytest.approx(np.mean(values), rel=RTOL)
+
+
+def test_incremental_equals_recomputing_every_window(windows):
+    config = FeatureConfig()
+    incremental = IncrementalWelch(250.0, 30, config)
+    for window in windows[:80]:
+        online = incremental.spectra(eeg_of(window), window.eeg_times, window.eeg_first_sample)
+        # A fresh instance on the same segment grid keeps nothing from earlier windows.
+        fresh = IncrementalWelch(250.0, 30, config, origin=incremental._origin)
+        batch = fresh.spectra(eeg_of(window), window.eeg_times, window.eeg_first_sample)
+        assert online.span == batch.span and online.n_segments == batch.n_segments
+        np.testing.assert_allclose(online.cross, batch.cross, rtol=1e-9, atol=1e-12)
+
+
+def test_hop_computes_only_new_segments(windows):
+    welch = IncrementalWelch(250.0, 30, FeatureConfig())
+    computed = []
+    original = welch._segment_matrix
+
+    def counting(segment):
+        computed.append(1)
+        return original(segment)
+
+    welch._segment_matrix = counting
+    for window in windows[:40]:
+        before = len(computed)
+        spectra = welch.spectra(eeg_of(window), window.eeg_times, window.eeg_first_sample)
+        if window.index > 0:
+            assert len(computed) - before <= 2  # a 2.1 s hop brings one or two new 2 s-step segments
+        assert spectra.n_segments in (13, 14)
+
+
+def test_pearson_option_is_the_mean_correlation(windows):
+    window = windows[30]
+    features = FeatureExtractor(FeatureConfig(coherence="pearson")).compute(window)
+    correlation = np.corrcoef(eeg_of(window))
+    assert features.values[6] == pytest.approx(correlation[np.triu_indices(30, k=1)].mean(), rel=RTOL)
+
+
+def test_relative_and_log_power_options(windows):
+    window = windows[30]
+    absolute = FeatureExtractor().compute(window).values[:5]
+    log = FeatureExtractor(FeatureConfig(power_scale="log")).compute(window).values[:5]
+    relative = FeatureExtractor(FeatureConfig(power_scale="relative")).compute(window).values[:5]
+    np.testing.assert_allclose(log, np.log10(absolute), rtol=RTOL)
+    assert 0.9 < relative.sum() <= 1.0 + 1e-9  # five bands cover almost all of 0.5-45 Hz
+
+
+def test_average_reference_option_equals_rereferenced_scipy(windows):
+    window = windows[30]
+    extractor = FeatureExtractor(FeatureConfig(reference="average"))
+    features = extractor.compute(window)
+    span = extractor._welch.spectra(eeg_of(window), window.eeg_times, window.eeg_first_sample).span
+    data = eeg_of(window)[:, span[0] : span[1]]
+    data = data - data.mean(axis=0)
+    freqs, psd = signal.welch(data, fs=250.0, nperseg=1000, noverlap=500)
+    df = freqs[1] - freqs[0]
+    expected = (psd[:, (freqs >= 8) & (freqs < 13)].sum(axis=1) * df).mean()
+    assert features.values[2] == pytest.approx(expected, rel=RTOL)
+
+
+def test_bad_channels_are_left_out_and_features_stay_finite(windows):
+    window = windows[30]
+    window.eeg = window.eeg.copy()
+    window.eeg[5, 100:200] = np.nan
+    window.eeg[7] = 0.0
+    window.quality.nonfinite_channels = [window.ch_names[5]]
+    window.quality.flat_channels = [window.ch_names[7]]
+    features = FeatureExtractor().compute(window)
+    assert features.complete
+    assert window.ch_names[5] not in features.eeg_channels and len(features.eeg_channels) == 28
+
+
+def independent_alff(series: np.ndarray, tr: float) -> np.ndarray:
+    """Linear detrend by least squares, amplitude by an explicit DFT sum, 0.01-0.1 Hz."""
+    n = series.shape[0]
+    t = np.arange(n)
+    design = np.column_stack([np.ones(n), t])
+    residual = series - design @ np.linalg.lstsq(design, series, rcond=None)[0]
+    k = np.arange(n // 2 + 1)
+    dft = np.exp(-2j * np.pi * np.outer(k, t) / n) @ residual
+    freqs = k / (n * tr)
+    band = (freqs >= 0.01) & (freqs <= 0.1)
+    return (2 * np.abs(dft[band]) / n).sum(axis=0)
+
+
+def test_fmri_features_on_real_bold_equal_an_independent_computation():
+    image = nib.load(HAXBY / "sub001_task001_run001_bold_25mm.nii.gz")
+    bold = image.get_fdata(dtype=np.float32)
+    tr = float(image.header.get_zooms()[3])
+    assert tr == 2.5
+    mask = nib.load(HAXBY / "sub001_brain_mask_25mm.nii.gz").get_fdata() > 0
+    means = region_means(bold, grid_parcellation(mask, grid=(2, 2, 2))).astype(np.float64)
+    window = means[:48]  # 120 s at TR 2.5 s
+    features = fmri_features(window, np.arange(48), tr, FeatureConfig())
+    psc = 100 * (window - window.mean(axis=0)) / window.mean(axis=0)
+    alff = independent_alff(psc, tr)
+    expected = [window.mean(), psc.var(axis=0, ddof=1).mean(), alff.mean(), alff.var(ddof=1)]
+    np.testing.assert_allclose(features, expected, rtol=RTOL)
+
+
+def test_missing_volumes_are_interpolated_and_few_volumes_give_nan():
+    rng = np.random.default_rng(0)
+    values = 1000 + rng.standard_normal((57, 4))
+    full = fmri_features(values, np.arange(57), 2.1, FeatureConfig())
+    holed = fmri_features(
+        np.delete(values, [20], axis=0), np.delete(np.arange(57), [20]), 2.1, FeatureConfig()
+    )
+    assert np.all(np.isfinite(holed)) and holed[2] == pytest.approx(full[2], rel=0.1)
+    assert np.all(np.isnan(fmri_features(values[:5], np.arange(5), 2.1, FeatureConfig())))
+
+
+def test_feature_config_refuses_nonsense():
+    with pytest.raises(ValueError, match="power_scale must be one of"):
+        FeatureConfig(power_scale="dB")
+    with pytest.raises(ValueError, match="coherence must be one of"):
+        FeatureConfig(coherence="granger")
+    with pytest.raises(ValueError, match=r"band alpha = \(13.0, 8.0\) Hz is not an interval"):
+        FeatureConfig(
+            bands={
+                "delta": (0.5, 4),
+                "theta": (4, 8),
+                "alpha": (13.0, 8.0),
+                "beta": (13, 30),
+                "gamma": (30, 45),
+            }
+        )
+    with pytest.raises(ValueError, match="does not fit a 60 Hz signal"):
+        IncrementalWelch(60.0, 4, FeatureConfig())
+    assert len(FEATURE_NAMES) == 11
