@@ -93,6 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
     surrogate.add_argument("--seed", type=int, default=0)
     surrogate.add_argument("--sample-index", action="store_true", help="add a SampleIndex test channel")
 
+    extract = commands.add_parser(
+        "extract",
+        help="write the feature table (one row per window) of sessions",
+        description=(
+            "Compute the 11 features of every window of a session, a subject or a whole "
+            "ds003768-style dataset, with the same code as live acquisition; write CSV or Parquet."
+        ),
+    )
+    extract.add_argument("session", help="'surrogate' or a ds003768-style dataset folder")
+    extract.add_argument("-o", "--output", required=True, help="output file, .csv or .parquet")
+    extract.add_argument("--subject", default=None, help="only this subject (default: all)")
+    extract.add_argument("--run", default=None, help="only this run, e.g. sleep-1 (default: all)")
+    extract.add_argument(
+        "--power-scale", choices=("absolute", "log", "relative"), default="absolute", help="band power scale"
+    )
+    extract.add_argument(
+        "--coherence", choices=("msc", "pearson"), default="msc", help="coherence definition"
+    )
+    extract.add_argument("--reference", choices=("recorded", "average"), default="recorded")
+
     demo = commands.add_parser(
         "demo",
         help="replay the bundled surrogate session with truth",
@@ -172,6 +192,36 @@ def _surrogate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _extract(args: argparse.Namespace) -> int:
+    from features.config import FeatureConfig
+    from features.offline import extract_dataset, write_table
+    from simulators.bids import list_runs, normalise_subject, parse_run
+    from simulators.surrogate import BUNDLED_RUNS, bundled_surrogate
+
+    output = Path(args.output)
+    if output.suffix not in (".csv", ".parquet"):
+        raise SystemExit(f"error: {output}: the output must end in .csv or .parquet")
+    if args.session == "surrogate":
+        root = bundled_surrogate((args.run,) if args.run else BUNDLED_RUNS)
+    else:
+        root = Path(args.session)
+        if not root.is_dir():
+            raise SystemExit(f"error: dataset folder {root} does not exist")
+    runs = list_runs(root)
+    if args.subject is not None:
+        runs = [r for r in runs if r.subject == normalise_subject(args.subject)]
+    if args.run is not None:
+        task, number = parse_run(args.run)
+        runs = [r for r in runs if (r.task, r.run) == (task, number)]
+    if not runs:
+        raise SystemExit(f"error: no run in {root} matches subject={args.subject} run={args.run}")
+    config = FeatureConfig(power_scale=args.power_scale, coherence=args.coherence, reference=args.reference)
+    table = extract_dataset(root, runs, feature_config=config)
+    write_table(table, output)
+    print(f"wrote {len(table)} windows of {len(runs)} run(s) to {output}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
@@ -180,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         return _replay(args)
     if args.command == "surrogate":
         return _surrogate(args)
+    if args.command == "extract":
+        return _extract(args)
     if args.command == "demo":
         demo_args = build_parser().parse_args(
             ["replay", "--with-truth", "--loop", "--speed", str(args.speed)]

@@ -9,10 +9,10 @@ import numpy as np
 from features.config import FeatureConfig
 from features.eeg import (
     IncrementalWelch,
-    average_reference,
     band_powers,
     mean_coherence,
     mean_pearson,
+    select_channels,
     spectral_entropy,
 )
 from features.fmri import fmri_features
@@ -90,7 +90,7 @@ class FeatureExtractor:
             self._welch = IncrementalWelch(window.sfreq, eeg_rows.size, config)
             self._eeg_rows = eeg_rows
         spectra = (
-            self._welch.spectra(window.eeg[eeg_rows], window.eeg_times, window.eeg_first_sample)
+            self._welch.spectra(window.eeg, window.eeg_times, window.eeg_first_sample, rows=eeg_rows)
             if eeg_rows.size
             else None
         )
@@ -104,16 +104,14 @@ class FeatureExtractor:
             result.problems.append("no usable EEG channel")
         else:
             result.n_segments = spectra.n_segments
-            cross = spectra.cross[np.ix_(keep, keep)]
-            if config.reference == "average" and keep.size > 1:
-                cross = average_reference(cross)
-            psd = np.einsum("iif->if", cross).real
+            psd_sum, pairs_sum = select_channels(spectra, keep, config.reference)
+            psd = psd_sum / spectra.n_segments
             values[0:5] = band_powers(psd, spectra.freqs, config)
             values[5] = spectral_entropy(psd, spectra.freqs, config)
             if keep.size < 2:
                 result.problems.append("coherence needs two usable EEG channels")
             elif config.coherence == "msc":
-                values[6] = mean_coherence(cross, spectra.freqs, config)
+                values[6] = mean_coherence(psd_sum, pairs_sum, spectra.freqs, config)
             else:
                 data = window.eeg[eeg_rows[keep]].astype(np.float64)
                 if config.reference == "average":
