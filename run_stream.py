@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--coherence", choices=("msc", "pearson"), default="msc", help="coherence definition"
     )
     extract.add_argument("--reference", choices=("recorded", "average"), default="recorded")
+    extract.add_argument(
+        "--highpass", type=float, default=None, metavar="HZ", help="causal high-pass of the EEG, e.g. 0.5"
+    )
 
     demo = commands.add_parser(
         "demo",
@@ -215,8 +218,12 @@ def _extract(args: argparse.Namespace) -> int:
         runs = [r for r in runs if (r.task, r.run) == (task, number)]
     if not runs:
         raise SystemExit(f"error: no run in {root} matches subject={args.subject} run={args.run}")
+    from stream.config import WindowConfig
+
     config = FeatureConfig(power_scale=args.power_scale, coherence=args.coherence, reference=args.reference)
-    table = extract_dataset(root, runs, feature_config=config)
+    table = extract_dataset(
+        root, runs, feature_config=config, window_config=WindowConfig(highpass_hz=args.highpass)
+    )
     write_table(table, output)
     print(f"wrote {len(table)} windows of {len(runs)} run(s) to {output}", flush=True)
     return 0

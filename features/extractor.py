@@ -69,6 +69,11 @@ class FeatureExtractor:
         self.config = config or FeatureConfig()
         self._welch: IncrementalWelch | None = None
         self._eeg_rows: np.ndarray | None = None
+        self._ch_types: tuple[str, ...] | None = None
+
+    @staticmethod
+    def _eeg_rows_of(ch_types: tuple[str, ...]) -> np.ndarray:
+        return np.array([i for i, kind in enumerate(ch_types) if kind == "eeg"], dtype=int)
 
     def compute(self, window: Window) -> FeatureVector:
         """The 11 features of ``window``.
@@ -85,8 +90,11 @@ class FeatureExtractor:
         config = self.config
         values = np.full(len(FEATURE_NAMES), np.nan)
         result = FeatureVector(values=values)
-        eeg_rows = np.array([i for i, kind in enumerate(window.ch_types) if kind == "eeg"], dtype=int)
-        if self._welch is None or window.quality.restarted or not np.array_equal(eeg_rows, self._eeg_rows):
+        if window.ch_types != self._ch_types:
+            self._ch_types = window.ch_types
+            self._welch = None
+        eeg_rows = self._eeg_rows if self._welch is not None else self._eeg_rows_of(window.ch_types)
+        if self._welch is None or window.quality.restarted:
             self._welch = IncrementalWelch(window.sfreq, eeg_rows.size, config)
             self._eeg_rows = eeg_rows
         spectra = (
@@ -95,8 +103,12 @@ class FeatureExtractor:
             else None
         )
 
-        good = set(window.good_eeg_picks.tolist())
-        keep = np.array([k for k, row in enumerate(eeg_rows) if row in good], dtype=int)
+        bad = window.quality.bad_channels
+        if bad:
+            good = set(window.good_eeg_picks.tolist())
+            keep = np.array([k for k, row in enumerate(eeg_rows) if row in good], dtype=int)
+        else:
+            keep = np.arange(eeg_rows.size)
         result.eeg_channels = [window.ch_names[eeg_rows[k]] for k in keep]
         if spectra is None:
             result.problems.append("no whole Welch segment of EEG in the window")

@@ -91,6 +91,10 @@ class WindowConfig:
         Extra seconds kept in each ring buffer beyond the window and the wait.
     trigger_marker : str
         Marker value of an fMRI volume trigger.
+    highpass_hz : float | None
+        Causal Butterworth high-pass (order 2) applied to the EEG-type channels
+        as they arrive (e.g. 0.5 Hz); None (default) leaves the EEG as recorded,
+        Welch's per-segment mean removal being enough for features >= 0.5 Hz.
     """
 
     eeg_window: float = 30.0
@@ -103,8 +107,11 @@ class WindowConfig:
     backward_jump_reset: float = 1.0
     buffer_margin: float = 10.0
     trigger_marker: str = "R128"
+    highpass_hz: float | None = None
 
     def __post_init__(self) -> None:
+        if self.highpass_hz is not None and not self.highpass_hz > 0:
+            raise ValueError(f"WindowConfig.highpass_hz = {self.highpass_hz!r} must be > 0 or None")
         checks = {
             "eeg_window": self.eeg_window > 0,
             "fmri_window": self.fmri_window > 0,

@@ -21,6 +21,7 @@ import numpy as np
 from stream.buffers import EventBuffer, SampleRingBuffer
 from stream.config import WindowConfig
 from stream.dejitter import Gap
+from stream.filters import StreamingHighpass
 from stream.volumes import VolumePlacer
 
 EPOCH_SECONDS = 30.0
@@ -203,6 +204,12 @@ class MultiRateWindower:
         self._gaps: deque[Gap] = deque(maxlen=256)
         self._expected = round(config.eeg_window * sfreq)
         self._voltage = np.array([t in VOLTAGE_TYPES for t in self.ch_types])
+        self._eeg_rows = np.flatnonzero(np.array([t == "eeg" for t in self.ch_types]))
+        self.highpass = (
+            StreamingHighpass(config.highpass_hz, sfreq, self._eeg_rows.size)
+            if config.highpass_hz is not None and self._eeg_rows.size
+            else None
+        )
         self._next_end: float | None = None
         self._restarted = False
         self._blocked_end: float | None = None
@@ -216,11 +223,17 @@ class MultiRateWindower:
             return
         if self._next_end is None:
             self._next_end = float(times[0]) + self.config.eeg_window
-        self.eeg.append(np.asarray(times, dtype=float), np.asarray(data, dtype=np.float32))
+        data = np.asarray(data, dtype=np.float32)
+        if self.highpass is not None:
+            data = data.copy()
+            data[:, self._eeg_rows] = self.highpass.process(data[:, self._eeg_rows])
+        self.eeg.append(np.asarray(times, dtype=float), data)
 
     def add_gap(self, gap: Gap) -> None:
-        """Record an EEG dropout."""
+        """Record an EEG dropout (the high-pass, if any, restarts after it)."""
         self._gaps.append(gap)
+        if self.highpass is not None:
+            self.highpass.reset()
 
     def add_fmri(self, indices: np.ndarray, stamps: np.ndarray, values: np.ndarray) -> None:
         """Record fMRI samples: volume index, own timestamp, region means."""
@@ -243,6 +256,8 @@ class MultiRateWindower:
         self._gaps.clear()
         self._next_end = None
         self._restarted = True
+        if self.highpass is not None:
+            self.highpass.reset()
 
     # -- output --------------------------------------------------------------
     def poll(self) -> list[Window]:

@@ -211,3 +211,31 @@ def test_config_rejects_nonsense():
         WindowConfig(min_eeg_coverage=1.5)
     with pytest.raises(ValueError, match="channel names but"):
         MultiRateWindower(WindowConfig(), SFREQ, ("a",), ("eeg", "eeg"), REGIONS, TR)
+
+
+def test_highpass_is_chunking_invariant_and_removes_drift():
+    from scipy import signal
+
+    from stream.filters import StreamingHighpass
+
+    rng = np.random.default_rng(3)
+    data = (rng.standard_normal((5000, 3)) + np.linspace(0, 500, 5000)[:, None]).astype(np.float32)
+    whole = StreamingHighpass(0.5, SFREQ, 3).process(data)
+    pieces = StreamingHighpass(0.5, SFREQ, 3)
+    chunked = np.vstack([pieces.process(data[i : i + 37]) for i in range(0, 5000, 37)])
+    np.testing.assert_array_equal(whole, chunked)
+    sos = signal.butter(2, 0.5, btype="highpass", fs=SFREQ, output="sos")
+    zi = signal.sosfilt_zi(sos)[:, None, :] * data[0].astype(np.float64)[None, :, None]
+    reference, _ = signal.sosfilt(sos, data.T.astype(np.float64), axis=1, zi=zi)
+    np.testing.assert_allclose(whole, reference.T, rtol=1e-5, atol=1e-4)
+    assert abs(whole[2000:].mean()) < 1.0  # the 500 uV ramp is gone
+
+
+def test_windower_applies_the_highpass_to_eeg_channels_only():
+    feed = Feed(100)
+    feed.eeg[:, :4] += 200.0  # a DC offset on Fz, Cz, Pz and EOG
+    windows = feed.play(make_windower(WindowConfig(highpass_hz=0.5)))
+    last = windows[-1]
+    assert np.abs(last.eeg[:3].mean(axis=1)).max() < 5.0  # EEG: offset removed
+    assert last.eeg[3].mean() > 150.0  # EOG: as recorded
+    np.testing.assert_array_equal(last.eeg[4], np.arange(last.eeg_first_sample, last.eeg_first_sample + 7500))
