@@ -192,34 +192,29 @@ class SessionPlayer:
             delivery_lag=f"{self.fmri_lag:g}",
         )
 
-        triggers = pylsl.StreamInfo(
-            self.streams["Triggers"].name,
-            "Markers",
-            1,
-            pylsl.IRREGULAR_RATE,
-            "string",
-            self.streams["Triggers"].source_id,
-        )
-        self._describe(triggers, markers="R128 = fMRI volume acquisition")
+        triggers = self._marker_info("Triggers", markers="R128 = fMRI volume acquisition")
         outlets = {
             "EEG": pylsl.StreamOutlet(eeg, max_buffered=buffered),
             "fMRI": pylsl.StreamOutlet(fmri, max_buffered=buffered),
             "Triggers": pylsl.StreamOutlet(triggers, max_buffered=buffered),
         }
         if self.with_truth:
-            truth = pylsl.StreamInfo(
-                self.streams["Truth"].name,
-                "Markers",
-                1,
-                pylsl.IRREGULAR_RATE,
-                "string",
-                self.streams["Truth"].source_id,
-            )
-            self._describe(
-                truth, markers="scored stage at each 30 s epoch start", epoch_seconds=f"{EPOCH_SECONDS:g}"
+            truth = self._marker_info(
+                "Truth", markers="scored stage at each 30 s epoch start", epoch_seconds=f"{EPOCH_SECONDS:g}"
             )
             outlets["Truth"] = pylsl.StreamOutlet(truth, max_buffered=buffered)
         return outlets
+
+    def _marker_info(self, kind: str, **extra: str):
+        """StreamInfo of a one-channel irregular string marker stream."""
+        import pylsl
+
+        identity = self.streams[kind]
+        info = pylsl.StreamInfo(
+            identity.name, "Markers", 1, pylsl.IRREGULAR_RATE, "string", identity.source_id
+        )
+        self._describe(info, **extra)
+        return info
 
     def _describe(self, info, **extra: str) -> None:
         session = self.session

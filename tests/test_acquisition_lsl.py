@@ -125,6 +125,13 @@ def start_replay_process(dataset: Path, prefix: str, speed: float) -> subprocess
     return process
 
 
+def stop_processes(*processes: subprocess.Popen | None) -> None:
+    for process in processes:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
 def test_killed_and_restarted_fast_replay_resumes_within_three_seconds(short_dataset, unique_prefix):
     config = AcquisitionConfig.for_replay(unique_prefix, resolve_timeout=10)
     first = start_replay_process(short_dataset, unique_prefix, speed=20)
@@ -145,10 +152,7 @@ def test_killed_and_restarted_fast_replay_resumes_within_three_seconds(short_dat
             resumed_in = time.monotonic() - restarted_at
             health = acquisition.health()["streams"]["eeg"]
     finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait(10)
+        stop_processes(first, second)
     assert after, "no window after the replay came back"
     assert resumed_in <= 3.0
     assert after[0].quality.restarted and "stream restarted" in after[0].quality.problems
@@ -171,10 +175,7 @@ def test_real_time_dropout_is_flagged_as_a_gap(short_dataset, unique_prefix):
             after = collect(acquisition, lambda w: any(x.quality.gaps for x in w), timeout=10)
             health = acquisition.health()["streams"]["eeg"]
     finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait(10)
+        stop_processes(first, second)
     assert before and after
     flagged = [w for w in after if w.quality.gaps]
     assert flagged, "no window flagged the dropout"
