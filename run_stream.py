@@ -116,6 +116,39 @@ def build_parser() -> argparse.ArgumentParser:
         "--highpass", type=float, default=None, metavar="HZ", help="causal high-pass of the EEG, e.g. 0.5"
     )
 
+    train = commands.add_parser(
+        "train",
+        help="train the fusion model on a feature table, with grouped cross-validation and baselines",
+        description=(
+            "Train the CNN+RNN fusion model on a feature table (from 'extract', or the origin app's "
+            "per-run CSV). Subject-grouped k-fold cross-validation of the model and its baselines, then a "
+            "final model on a train/validation/test split by subject; writes the bundle and its report."
+        ),
+    )
+    train.add_argument("features", help="feature table (.csv or .parquet)")
+    train.add_argument("-o", "--output", required=True, help="bundle folder to write")
+    train.add_argument("--labels", choices=("wake-sleep", "stages", "task"), default="wake-sleep")
+    train.add_argument("--folds", type=int, default=5, help="grouped cross-validation folds (0: none)")
+    train.add_argument(
+        "--context", type=int, default=8, help="K, windows per prediction (1: the origin's model)"
+    )
+    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--note", default="", help="a sentence stored in the bundle and its report")
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a model bundle on a feature table, beside grouped cross-validated baselines",
+        description=(
+            "Score a bundle on the subjects of a feature table it was not trained on, and cross-validate "
+            "the same architecture and the baselines on the table by subject, in the same run."
+        ),
+    )
+    evaluate.add_argument("model", help="bundle folder")
+    evaluate.add_argument("features", help="feature table (.csv or .parquet)")
+    evaluate.add_argument("-o", "--output", default=None, help="report folder (default: MODEL/evaluation)")
+    evaluate.add_argument("--folds", type=int, default=5)
+
     demo = commands.add_parser(
         "demo",
         help="replay the bundled surrogate session with truth",
@@ -229,6 +262,33 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from model.dataset import read_feature_table
+    from model.training import TrainConfig, train_and_report
+
+    table = read_feature_table(args.features)
+    config = TrainConfig(
+        labels=args.labels, context=args.context, folds=args.folds, epochs=args.epochs, seed=args.seed
+    )
+    bundle = train_and_report(table, config, args.output, note=args.note)
+    print(f"wrote the bundle and its report to {bundle.path}", flush=True)
+    print((Path(args.output) / "report.md").read_text(), flush=True)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from model.bundle import load_bundle
+    from model.dataset import read_feature_table
+    from model.training import evaluate_bundle
+
+    bundle = load_bundle(args.model)
+    output = Path(args.output) if args.output else Path(args.model) / "evaluation"
+    evaluate_bundle(bundle, read_feature_table(args.features), output, folds=args.folds)
+    print(f"wrote {output / 'report.md'}", flush=True)
+    print((output / "report.md").read_text(), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
@@ -239,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
         return _surrogate(args)
     if args.command == "extract":
         return _extract(args)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
     if args.command == "demo":
         demo_args = build_parser().parse_args(
             ["replay", "--with-truth", "--loop", "--speed", str(args.speed)]

@@ -1,0 +1,138 @@
+"""Feature tables in, model inputs out: causal context sequences, scaling, subject groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.names import FEATURE_NAMES
+
+# The origin app's column names, mapped to ours.
+ORIGIN_COLUMNS = {
+    "Subject": "subject",
+    "Run": "run",
+    "Task": "task",
+    "Delta Power": "eeg_delta_power",
+    "Theta Power": "eeg_theta_power",
+    "Alpha Power": "eeg_alpha_power",
+    "Beta Power": "eeg_beta_power",
+    "Gamma Power": "eeg_gamma_power",
+    "Spectral Entropy": "eeg_spectral_entropy",
+    "Mean Coherence": "eeg_mean_coherence",
+    "BOLD Mean": "bold_mean",
+    "BOLD Variance": "bold_variance",
+    "ALFF Mean": "alff_mean",
+    "ALFF Variance": "alff_variance",
+}
+
+
+def read_feature_table(path: str | Path) -> pd.DataFrame:
+    """Read a feature table (CSV or Parquet), ours or in the origin app's per-run layout.
+
+    Raises
+    ------
+    ValueError
+        If the file is of another type or lacks columns, naming them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: feature table not found")
+    if path.suffix == ".csv":
+        table = pd.read_csv(path)
+    elif path.suffix == ".parquet":
+        table = pd.read_parquet(path)
+    else:
+        raise ValueError(f"{path}: a feature table must be .csv or .parquet")
+    table = table.rename(columns={k: v for k, v in ORIGIN_COLUMNS.items() if k in table.columns})
+    if "task" in table:
+        # The origin wrote tasks as e.g. "task-rest" or "Sleep".
+        table["task"] = table["task"].astype(str).str.lower().str.replace("task-", "", regex=False)
+    missing = [name for name in ("subject", *FEATURE_NAMES) if name not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; found {list(table.columns)}")
+    for column in ("task", "run", "window"):
+        if column not in table:
+            table[column] = 0 if column != "task" else "unknown"
+    table["subject"] = table["subject"].astype(str)
+    return table.sort_values(["subject", "task", "run", "window"], kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Per-feature standardisation fitted on training rows."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, features: np.ndarray) -> Scaler:
+        """Fit on rows of finite features."""
+        mean = np.nanmean(features, axis=0)
+        scale = np.nanstd(features, axis=0)
+        return cls(mean=mean, scale=np.where(scale > 0, scale, 1.0))
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """Standardise; non-finite values become 0 (the training mean)."""
+        scaled = (features - self.mean) / self.scale
+        return np.where(np.isfinite(scaled), scaled, 0.0).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> Scaler:
+        """Inverse of :meth:`to_dict`."""
+        return cls(mean=np.asarray(record["mean"], float), scale=np.asarray(record["scale"], float))
+
+
+def context_sequences(features: np.ndarray, run_ids: np.ndarray, context: int) -> np.ndarray:
+    """For every row, the features of it and its ``context - 1`` predecessors in the same run.
+
+    Causal only. At the start of a run the first row is repeated to fill the context.
+
+    Parameters
+    ----------
+    features : np.ndarray, shape (n_rows, n_features)
+        Rows in time order within each run.
+    run_ids : np.ndarray, shape (n_rows,)
+        Run identity of each row.
+    context : int
+        K, the number of windows seen by the model.
+
+    Returns
+    -------
+    sequences : np.ndarray, shape (n_rows, context, n_features)
+    """
+    n = features.shape[0]
+    index = np.arange(n)
+    starts = np.zeros(n, dtype=int)
+    boundaries = np.flatnonzero(run_ids[1:] != run_ids[:-1]) + 1
+    run_start = np.zeros(n, dtype=int)
+    run_start[boundaries] = boundaries
+    starts = np.maximum.accumulate(run_start)
+    offsets = np.arange(-(context - 1), 1)
+    rows = np.maximum(index[:, None] + offsets[None, :], starts[:, None])
+    return features[rows]
+
+
+def run_identity(table: pd.DataFrame) -> np.ndarray:
+    """One integer per (subject, task, run)."""
+    keys = table["subject"].astype(str) + "|" + table["task"].astype(str) + "|" + table["run"].astype(str)
+    return pd.factorize(keys)[0]
+
+
+def feature_matrix(table: pd.DataFrame) -> np.ndarray:
+    """The 11 features in canonical order, float64."""
+    return table[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
+
+
+def trainable_rows(table: pd.DataFrame, labels: np.ndarray) -> np.ndarray:
+    """Rows with a label, finite features and (when known) a usable window."""
+    ok = (labels >= 0) & np.isfinite(feature_matrix(table)).all(axis=1)
+    if "usable" in table:
+        ok &= table["usable"].astype(bool).to_numpy()
+    return ok
