@@ -4,7 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint slow clean
+.PHONY: demo test lint slow clean default-bundle
+
+# Surrogate subjects (real ds003768 scorings) the shipped default bundle is trained on.
+TRAINING_SUBJECTS ?= 04 07 09 11 14 15 16 19 23 24 25 27
+TRAINING_DIR ?= build/surrogate-training
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +25,15 @@ test: $(STAMP)
 
 slow: $(STAMP)
 	$(PY) -m pytest -m slow
+
+default-bundle: $(STAMP)
+	for subject in $(TRAINING_SUBJECTS); do \
+		$(PY) run_stream.py surrogate -o $(TRAINING_DIR) --subject $$subject --runs rest-1 sleep-1 || exit 1; \
+	done
+	$(PY) run_stream.py extract $(TRAINING_DIR) -o $(TRAINING_DIR)/features.parquet
+	$(PY) run_stream.py train $(TRAINING_DIR)/features.parquet -o model/default_bundle \
+		--labels wake-sleep --folds 5 --context 8 \
+		--note "Trained on surrogate sessions: its accuracy says nothing about real brains."
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

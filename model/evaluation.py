@@ -81,6 +81,8 @@ def logistic_baseline(
     """Class-balanced logistic regression on the current window's 11 scaled features."""
     from sklearn.linear_model import LogisticRegression
 
+    if np.unique(y_train).size < 2:  # one class only: nothing to separate
+        return majority_baseline(y_train, x_test.shape[0], n_classes)
     classifier = LogisticRegression(class_weight="balanced", max_iter=2000)
     classifier.fit(x_train, y_train)
     proba = np.zeros((x_test.shape[0], n_classes))
