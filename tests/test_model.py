@@ -179,8 +179,8 @@ def test_origin_per_run_table_trains_and_evaluates_with_task_labels(tmp_path):
     origin.to_csv(tmp_path / "origin.csv", index=False)
     assert read_feature_table(tmp_path / "origin.csv")["task"].tolist() == per_run["task"].tolist()
 
-    trained = run_cli("train", str(tmp_path / "origin.csv"), "-o", str(tmp_path / "bundle"), "--labels", "task",
-                      "--folds", "2", "--context", "1", "--epochs", "5")  # fmt: skip
+    options = ["--labels", "task", "--folds", "2", "--context", "1", "--epochs", "5"]
+    trained = run_cli("train", str(tmp_path / "origin.csv"), "-o", str(tmp_path / "bundle"), *options)
     assert trained.returncode == 0, trained.stderr[-2000:]
     report = (tmp_path / "bundle" / "report.md").read_text()
     assert "labels `task` (rest, sleep)" in report
