@@ -189,3 +189,18 @@ def test_origin_per_run_table_trains_and_evaluates_with_task_labels(tmp_path):
     evaluated = run_cli("evaluate", str(tmp_path / "bundle"), str(tmp_path / "origin.csv"), "--folds", "2")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert "| majority |" in (tmp_path / "bundle" / "evaluation" / "report.md").read_text()
+
+
+def test_the_shipped_default_bundle_loads_and_predicts_on_both_backends():
+    from model.bundle import load_bundle
+    from model.inference import Predictor
+
+    folder = PROJECT / "model" / "default_bundle"
+    bundle = load_bundle(folder, context=8)
+    assert bundle.labels == "wake-sleep" and "surrogate" in bundle.training["note"]
+    assert set(bundle.training["train_subjects"]).isdisjoint(bundle.training["test_subjects"])
+    features = bundle.scaler.mean + bundle.scaler.scale * np.linspace(-1, 1, 11)
+    keras_path, lean_path = Predictor(bundle), Predictor(folder, backend="litert")
+    for _ in range(3):
+        np.testing.assert_allclose(keras_path.predict(features), lean_path.predict(features), atol=1e-6)
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 2_000_000  # a few hundred kB, not MB
