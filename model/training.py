@@ -151,7 +151,7 @@ def fit_network(
     return network
 
 
-def _split_validation(subjects: np.ndarray, train: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_validation(subjects: np.ndarray, train: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Carve validation subjects out of a training mask (all of them if only one subject)."""
     train_subjects = np.random.default_rng(seed).permutation(np.unique(subjects[train]))
     if train_subjects.size < 2:
@@ -169,7 +169,7 @@ def compare_models(data: Prepared, train: np.ndarray, test: np.ndarray, config: 
     results : dict
         Model name to (probabilities on the test rows, the fusion network and scaler if any).
     """
-    fit_rows, val_rows = _split_validation(data.subjects, train, config.seed)
+    fit_rows, val_rows = split_validation(data.subjects, train, config.seed)
     assert_disjoint_subjects(data.subjects, fit_rows | val_rows, test)
     scaler = Scaler.fit(data.current[fit_rows])
     x = scaler.transform(data.sequences)
