@@ -1,0 +1,199 @@
+"""The FastAPI application: websocket feed and REST endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+
+from model.prediction import PROTOCOL_VERSION
+from viewer.feed import MESSAGE_TYPES, Broadcaster
+
+MAX_CLIENT_MESSAGE_BYTES = 4096
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class ServerState:
+    """What the server shows: the pipeline, the bundle, the configuration, the session."""
+
+    broadcaster: Broadcaster = field(default_factory=Broadcaster)
+    pipeline: object | None = None
+    bundle: object | None = None
+    config: dict = field(default_factory=dict)
+    session: dict = field(default_factory=dict)
+    token: str | None = None
+    started: float = field(default_factory=time.time)
+
+    def status(self) -> dict:
+        """The ``status`` message: stream health, pipeline counters, clients."""
+        pipeline = self.pipeline
+        acquisition = getattr(pipeline, "acquisition", None)
+        return {
+            "type": "status",
+            "version": PROTOCOL_VERSION,
+            "wall_time": time.time(),
+            "uptime_s": round(time.time() - self.started, 3),
+            "health": acquisition.health() if acquisition is not None else None,
+            "pipeline": {
+                "running": bool(getattr(pipeline, "running", False)),
+                "predictions": getattr(pipeline, "predictions", 0),
+                "errors": getattr(pipeline, "errors", 0),
+            },
+            "clients": len(self.broadcaster.clients),
+            "session": self.session,
+        }
+
+
+def _authorised(state: ServerState, token: str | None) -> bool:
+    if state.token is None:
+        return True
+    return token is not None and secrets.compare_digest(token.encode(), state.token.encode())
+
+
+def create_app(state: ServerState) -> FastAPI:
+    """Build the application around a server state."""
+    app = FastAPI(
+        title="sleepstream",
+        version=str(PROTOCOL_VERSION),
+        description="Live EEG + fMRI sleep-state predictions: websocket feed and REST API.",
+    )
+    app.state.server = state
+
+    def require_token(request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        token = header.removeprefix("Bearer ").strip() or request.query_params.get("token")
+        if not _authorised(state, token):
+            raise HTTPException(status_code=401, detail="a valid token is required")
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        """Liveness: the server answers."""
+        return {"ok": True}
+
+    @app.get("/api/status")
+    def status(request: Request) -> dict:
+        """Stream health, pipeline counters and connected clients."""
+        require_token(request)
+        return state.status()
+
+    @app.get("/api/config")
+    def config(request: Request) -> dict:
+        """The configuration the pipeline runs with."""
+        require_token(request)
+        return state.config
+
+    @app.get("/api/model")
+    def model_info(request: Request) -> dict:
+        """The model bundle: identity, labels, context, metrics, versions."""
+        require_token(request)
+        bundle = state.bundle
+        if bundle is None:
+            raise HTTPException(status_code=404, detail="no model bundle loaded")
+        return {
+            **bundle.identity,
+            "metrics": bundle.metrics,
+            "versions": bundle.versions,
+            "training": bundle.training,
+        }
+
+    @app.get("/api/history")
+    def history(
+        request: Request,
+        since: float = Query(0.0, description="only predictions with stream_time > since"),
+        limit: int = Query(500, ge=1, le=5000),
+    ) -> JSONResponse:
+        """Recent predictions (most recent last)."""
+        require_token(request)
+        records = list(getattr(state.pipeline, "history", []))
+        picked = [p.to_message() for p in records if p.stream_time > since][-limit:]
+        return JSONResponse(picked)
+
+    @app.websocket("/ws")
+    async def feed(websocket: WebSocket, types: str = "", token: str | None = None) -> None:
+        """The live feed: predictions, status and session messages (``docs/protocol.md``)."""
+        if not _authorised(state, token):
+            await websocket.close(code=1008, reason="a valid token is required")
+            return
+        wanted = {t for t in types.split(",") if t} or set(MESSAGE_TYPES)
+        unknown = wanted - set(MESSAGE_TYPES)
+        await websocket.accept()
+        if unknown:
+            await websocket.send_json({"type": "error", "version": PROTOCOL_VERSION,
+                                       "error": f"unknown message type(s) {sorted(unknown)}; "
+                                                f"known: {list(MESSAGE_TYPES)}"})  # fmt: skip
+            await websocket.close(code=1003)
+            return
+        client = state.broadcaster.subscribe(wanted)
+        await websocket.send_json({"type": "session", "version": PROTOCOL_VERSION, "event": "connected",
+                                   "session": state.session, "subscribed": sorted(wanted)})  # fmt: skip
+        sender = asyncio.create_task(_send_loop(websocket, client))
+        receiver = asyncio.create_task(_receive_loop(websocket, client, state))
+        stalled = asyncio.create_task(client.stalled.wait())
+        try:
+            done, _ = await asyncio.wait({sender, receiver, stalled}, return_when=asyncio.FIRST_COMPLETED)
+            if stalled in done:
+                with contextlib.suppress(Exception):
+                    await websocket.close(code=1013, reason="client too slow: messages were dropped")
+        finally:
+            for task in (sender, receiver, stalled):
+                task.cancel()
+            state.broadcaster.unsubscribe(client)
+
+    return app
+
+
+async def _send_loop(websocket: WebSocket, client) -> None:
+    while True:
+        message = await client.queue.get()
+        if client.dropped > client.reported_dropped:
+            await websocket.send_json(
+                {"type": "drops", "version": PROTOCOL_VERSION, "dropped": client.dropped}
+            )
+            client.reported_dropped = client.dropped
+        await websocket.send_json(message)
+
+
+async def _receive_loop(websocket: WebSocket, client, state: ServerState) -> None:
+    """Accept ``{"subscribe": [...]}`` messages; anything else gets an error message."""
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None or len(text.encode()) > MAX_CLIENT_MESSAGE_BYTES:
+                problem = f"send JSON text of at most {MAX_CLIENT_MESSAGE_BYTES} bytes"
+                await websocket.send_json({"type": "error", "version": PROTOCOL_VERSION, "error": problem})
+                continue
+            try:
+                request = json.loads(text)
+                wanted = set(request["subscribe"])
+                if not wanted or not wanted <= set(MESSAGE_TYPES):
+                    raise ValueError
+            except (ValueError, KeyError, TypeError):
+                await websocket.send_json({"type": "error", "version": PROTOCOL_VERSION,
+                                           "error": 'expected {"subscribe": [types]} with types among '
+                                                    f"{list(MESSAGE_TYPES)}"})  # fmt: skip
+                continue
+            client.types = wanted
+            await websocket.send_json({"type": "session", "version": PROTOCOL_VERSION, "event": "subscribed",
+                                       "session": state.session, "subscribed": sorted(wanted)})  # fmt: skip
+    except WebSocketDisconnect:
+        return

@@ -1,0 +1,105 @@
+"""Run the pipeline and the web server in one asyncio loop (in a thread, for tests and the demo)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+
+from viewer.app import ServerState, create_app, is_loopback
+
+STATUS_INTERVAL = 2.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+class LiveServer:
+    """Pipeline, periodic status messages and uvicorn, served from a background thread.
+
+    Parameters
+    ----------
+    state : ServerState
+        What to serve; its pipeline (if any) is run here and feeds the broadcaster.
+    host, port : str, int
+        Where to listen (loopback by default). Binding elsewhere requires a token.
+    """
+
+    def __init__(self, state: ServerState, host: str = "127.0.0.1", port: int = 0) -> None:
+        if not is_loopback(host) and not state.token:
+            raise ValueError(f"binding to {host} (beyond this machine) requires a token (--token)")
+        self.state = state
+        self.host = host
+        self.port = port or free_port(host)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server = None
+        self.error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the server."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> LiveServer:
+        """Start serving; return once the server accepts connections."""
+        self._thread = threading.Thread(target=self._run, name="live-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.error is not None:
+                raise RuntimeError(f"the server failed to start: {self.error}") from self.error
+            if self._server is not None and self._server.started:
+                return self
+            time.sleep(0.05)
+        raise TimeoutError(f"the server did not start within {timeout} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server, the pipeline and the status task."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as err:  # reported to the starting thread
+            self.error = err
+
+    async def _serve(self) -> None:
+        import uvicorn
+
+        state = self.state
+        config = uvicorn.Config(
+            create_app(state), host=self.host, port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        tasks = [asyncio.create_task(self._status_loop())]
+        if state.pipeline is not None:
+            state.pipeline.add_sink(lambda prediction: state.broadcaster.publish(prediction.to_message()))
+            tasks.append(asyncio.create_task(state.pipeline.run()))
+        try:
+            await self._server.serve()
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _status_loop(self) -> None:
+        while True:
+            self.state.broadcaster.publish(self.state.status())
+            await asyncio.sleep(STATUS_INTERVAL)
