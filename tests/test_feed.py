@@ -164,3 +164,41 @@ def test_a_client_that_never_reads_never_slows_the_others():
     assert received == list(range(50))  # publishing never waited for the stuck client
     assert stuck.dropped > 0 and stuck.stalled.is_set()
     assert stuck.identifier not in broadcaster.clients and broadcaster.disconnected_stalled == 1
+
+
+def test_predictions_are_published_on_lsl_for_labrecorder(short_dataset, unique_prefix, bundle):
+    import pylsl
+
+    from viewer.lsl_output import PredictionOutlet
+
+    player, acquisition, state = live_session(short_dataset, unique_prefix, bundle)
+    outlet = PredictionOutlet(bundle.label_names, prefix=f"{unique_prefix}-out")
+    state.pipeline.add_sink(outlet)
+    inlets = [
+        pylsl.StreamInlet(
+            pylsl.resolve_byprop("name", name, 1, 5.0)[0], processing_flags=pylsl.proc_clocksync
+        )
+        for name in outlet.names
+    ]
+    for inlet in inlets:
+        inlet.open_stream(timeout=5)
+    try:
+        with LiveServer(state):
+            deadline = time.monotonic() + 30
+            while state.pipeline.predictions < 45 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)
+            probabilities, stamps = inlets[0].pull_chunk(timeout=2.0)
+            labels, _ = inlets[1].pull_chunk(timeout=2.0)
+    finally:
+        acquisition.stop()
+        player.stop()
+    history = list(state.pipeline.history)
+    assert len(probabilities) == len(labels) == len(history) == 45
+    assert inlets[0].info().get_channel_labels() == ["wake", "sleep"]
+    for values, stamp, label, prediction in zip(probabilities, stamps, labels, history, strict=False):
+        assert stamp == pytest.approx(prediction.stream_time, abs=1e-3)
+        assert values == pytest.approx(
+            [prediction.probabilities["wake"], prediction.probabilities["sleep"]], abs=1e-6
+        )
+        assert label == [prediction.label]
