@@ -151,10 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="replay the bundled surrogate session with truth",
-        description="Replay the bundled surrogate session (with truth) on LSL, looping.",
+        help="the whole pipeline on the bundled surrogate session: replay, windows, features, model, feed",
+        description=(
+            "Replay the bundled surrogate session (with truth, looping) over LSL, consume it, compute the "
+            "features, classify every window with the shipped model, and serve the predictions (websocket "
+            "feed, REST API, LSL outlet). Ctrl-C stops everything."
+        ),
     )
-    demo.add_argument("--speed", type=_speed, default=1.0)
+    demo.add_argument("--speed", type=_speed, default=1.0, help="replay speed (default: real time)")
+    demo.add_argument("--port", type=int, default=8000, help="web server port (default 8000)")
+    demo.add_argument("--model", default=None, help="model bundle (default: the shipped one)")
     return parser
 
 
@@ -289,6 +295,70 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import uuid
+
+    from model.bundle import load_bundle
+    from model.inference import Predictor
+    from simulators.replay import SessionPlayer
+    from simulators.session import read_session
+    from simulators.surrogate import BUNDLED_SUBJECT, DEMO_RUN, bundled_surrogate
+    from stream.acquisition import Acquisition
+    from stream.config import AcquisitionConfig
+    from stream.pipeline import Pipeline
+    from viewer.app import ServerState
+    from viewer.lsl_output import PredictionOutlet
+    from viewer.server import LiveServer
+
+    if math.isinf(args.speed):
+        raise SystemExit("error: the demo loops forever: give a finite --speed")
+    print("Preparing the bundled surrogate session (generated once, then cached)...", flush=True)
+    session = read_session(bundled_surrogate((DEMO_RUN,)), BUNDLED_SUBJECT, DEMO_RUN)
+    bundle = load_bundle(args.model or Path(__file__).parent / "model" / "default_bundle")
+    prefix = f"demo-{uuid.uuid4().hex[:6]}"
+    # The replay waits for the pipeline to connect, so the demo starts at the session's beginning.
+    player = SessionPlayer(
+        session, speed=args.speed, loop=True, with_truth=True, prefix=prefix, wait_for_consumers=30
+    )
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with player:
+        acquisition = Acquisition(AcquisitionConfig.for_replay(prefix, with_truth=True, resolve_timeout=15))
+        with acquisition:
+            pipeline = Pipeline(acquisition, Predictor(bundle))
+            outlet = PredictionOutlet(bundle.label_names, prefix=f"{prefix}-prediction")
+            pipeline.add_sink(outlet)
+            pipeline.add_sink(_print_prediction)
+            state = ServerState(
+                pipeline=pipeline,
+                bundle=bundle,
+                config={"acquisition": repr(acquisition.config), "speed": args.speed},
+                session={"name": session.label, "replay_prefix": prefix, "speed": args.speed},
+            )
+            server = LiveServer(state, port=args.port)
+            print(f"Replaying {session.label} at {args.speed:g}x as {prefix}-EEG/-fMRI/-Triggers/-Truth")
+            print(f"Predictions on LSL: {outlet.names[0]}, {outlet.names[1]}", flush=True)
+            with server:
+                print(f"Server ready: {server.url}  (websocket feed ws://{server.host}:{server.port}/ws, "
+                      f"REST {server.url}/api/status, API docs {server.url}/docs)")  # fmt: skip
+                print("The first prediction comes after 30 s of stream time. Ctrl-C to stop.", flush=True)
+                try:
+                    while player.is_running and server.error is None:
+                        time.sleep(0.2)
+                except KeyboardInterrupt:
+                    print("Stopping.", flush=True)
+    return 0
+
+
+def _print_prediction(prediction) -> None:
+    probabilities = " ".join(f"{name}={p:.2f}" for name, p in prediction.probabilities.items())
+    truth = f"  scored={prediction.stage}" if prediction.stage else ""
+    flag = "" if prediction.quality.get("usable") else "  (window flagged)"
+    print(
+        f"window {prediction.window:5d}  predicted={prediction.label:<6} {probabilities}{truth}{flag}",
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = build_parser().parse_args(argv)
@@ -304,10 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "evaluate":
         return _evaluate(args)
     if args.command == "demo":
-        demo_args = build_parser().parse_args(
-            ["replay", "--with-truth", "--loop", "--speed", str(args.speed)]
-        )
-        return _replay(demo_args)
+        return _demo(args)
     raise AssertionError(args.command)
 
 

@@ -202,3 +202,42 @@ def test_predictions_are_published_on_lsl_for_labrecorder(short_dataset, unique_
             [prediction.probabilities["wake"], prediction.probabilities["sleep"]], abs=1e-6
         )
         assert label == [prediction.label]
+
+
+def test_demo_command_serves_predictions_and_stops_cleanly_on_ctrl_c(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from viewer.server import free_port
+
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SLEEPSTREAM_DATA_DIR": str(tmp_path / "data")}
+    env.pop("LSLAPICFG", None)
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT / "run_stream.py"), "demo", "--speed", "20", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT, env=env,
+    )  # fmt: skip
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            lines.append(line)
+            if not line or line.startswith("The first prediction"):
+                break
+        assert any(f"Server ready: http://127.0.0.1:{port}" in line for line in lines), lines
+        with connect(f"ws://127.0.0.1:{port}/ws?types=prediction") as ws:
+            messages = receive_until(ws, lambda m: m[-1]["type"] == "prediction", timeout=60)
+        assert [m["type"] for m in messages] == ["session", "prediction"]
+        for message in messages:
+            jsonschema.validate(message, SCHEMAS[message["type"]])
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 0, err[-2000:]
+    assert "Stopping." in out and "predicted=" in out
