@@ -65,6 +65,7 @@ def session_windows(session: Session, window_config: WindowConfig | None = None)
             windower.add_truth(onsets[sent_stages:due], stages[sent_stages:due])
             sent_stages = due
         yield from windower.poll()
+    yield from windower.flush()
 
 
 def window_record(window: Window, features: FeatureVector, run_origin: float = 0.0) -> dict:

@@ -35,7 +35,8 @@ class TrainConfig:
     labels : str
         ``wake-sleep`` (default), ``stages`` or ``task``.
     context : int
-        K, windows per prediction (8 ≈ 17 s of hops).
+        K, windows per prediction (4 by default, chosen by grouped cross-validation:
+        ``docs/benchmarks.md``).
     folds : int
         Grouped cross-validation folds (0 = none).
     epochs, batch_size, patience : int
@@ -45,7 +46,7 @@ class TrainConfig:
     """
 
     labels: str = "wake-sleep"
-    context: int = 8
+    context: int = 4
     folds: int = 5
     epochs: int = 60
     batch_size: int = 128

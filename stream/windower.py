@@ -272,11 +272,33 @@ class MultiRateWindower:
                 if lateness < self.config.max_fmri_wait:
                     self._blocked_end = end
                     break
-            # Only a window held back for fMRI has waited; one cut late from a backlog has not.
-            waited = lateness if self._blocked_end == end else 0.0
+            # Only a window held back for fMRI has waited (at most the limit; any more is a
+            # backlog of EEG arriving in one chunk, not waiting).
+            waited = min(lateness, self.config.max_fmri_wait) if self._blocked_end == end else 0.0
             self._skip_empty_windows()
             if self._next_end != end:
                 continue
+            windows.append(self._cut(end, waited))
+            self._next_end = end + self.config.hop
+        return windows
+
+    def flush(self) -> list[Window]:
+        """At the end of a recording: emit every window whose EEG is complete, not waiting for fMRI.
+
+        Live streams never end, so only offline extraction calls this.
+        """
+        windows = []
+        latest = self.eeg.latest_time
+        while (
+            self._next_end is not None and latest is not None and latest >= self._next_end - 0.5 / self.sfreq
+        ):
+            self._skip_empty_windows()
+            end = self._next_end
+            if latest < end - 0.5 / self.sfreq:
+                break
+            waited = (
+                min(max(0.0, latest - end), self.config.max_fmri_wait) if not self._fmri_ready(end) else 0.0
+            )
             windows.append(self._cut(end, waited))
             self._next_end = end + self.config.hop
         return windows
@@ -299,6 +321,10 @@ class MultiRateWindower:
             trigger = self.volumes.latest_trigger_before(end)
             if trigger is None or trigger[1] <= end - self.config.fmri_window:
                 return True  # no scanner running in this window: nothing to wait for
+            if trigger[1] + 1.1 * self.tr <= end:
+                # Another trigger was due before the window's end: the trigger stream is behind
+                # the EEG (or the scanner stopped). Wait, within max_fmri_wait.
+                return False
             return self.volumes.has_volume_for(*trigger)
         latest = self.volumes.latest_volume_stamp()
         return latest is not None and latest >= end - self.tr

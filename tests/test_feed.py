@@ -61,7 +61,10 @@ def live_session(short_dataset, prefix, bundle, token=None, speed=20.0):
     from model.inference import Predictor
 
     session = read_session(short_dataset, "99", "sleep-1")
-    player = SessionPlayer(session, speed=speed, with_truth=True, prefix=prefix, wait_for_consumers=15)
+    # Looping: the EEG goes on after the run's last volume, as it does live.
+    player = SessionPlayer(
+        session, speed=speed, loop=True, with_truth=True, prefix=prefix, wait_for_consumers=15
+    )
     player.start()
     acquisition = Acquisition(
         AcquisitionConfig.for_replay(prefix, with_truth=True, resolve_timeout=5)
@@ -93,7 +96,7 @@ def test_predictions_reach_every_healthy_client_and_match_the_schemas(short_data
         acquisition.stop()
         player.stop()
     for messages in got:
-        predictions = [m for m in messages if m["type"] == "prediction"]
+        predictions = [m for m in messages if m["type"] == "prediction"][:expected]
         assert [p["window"] for p in predictions] == list(range(expected))  # none lost, in order
         for message in messages:
             jsonschema.validate(message, SCHEMAS[message["type"]])
@@ -102,9 +105,9 @@ def test_predictions_reach_every_healthy_client_and_match_the_schemas(short_data
         assert set(predictions[-1]["probabilities"]) == {"wake", "sleep"}
     assert not any(m["type"] == "status" for m in got[0])  # subscribed to predictions and session only
     assert any(m["type"] == "status" for m in got[1])
-    assert status["pipeline"]["predictions"] == expected and status["health"]["streams"]["eeg"]["connected"]
-    assert [h["window"] for h in history] == list(range(expected))
-    assert model["labels"] == "wake-sleep" and model["context"] == 8
+    assert status["pipeline"]["predictions"] >= expected and status["health"]["streams"]["eeg"]["connected"]
+    assert [h["window"] for h in history][:expected] == list(range(expected))
+    assert model["labels"] == "wake-sleep" and model["context"] == 4
     assert {"/api/status", "/api/config", "/api/history", "/api/model", "/healthz"} <= set(openapi["paths"])
 
 
@@ -187,14 +190,15 @@ def test_predictions_are_published_on_lsl_for_labrecorder(short_dataset, unique_
             deadline = time.monotonic() + 30
             while state.pipeline.predictions < 45 and time.monotonic() < deadline:
                 time.sleep(0.1)
-            time.sleep(0.5)
+            player.stop()  # no more windows: the two outlets now hold the same predictions
+            time.sleep(1.0)
             probabilities, stamps = inlets[0].pull_chunk(timeout=2.0)
             labels, _ = inlets[1].pull_chunk(timeout=2.0)
     finally:
         acquisition.stop()
         player.stop()
     history = list(state.pipeline.history)
-    assert len(probabilities) == len(labels) == len(history) == 45
+    assert len(probabilities) == len(labels) == len(history) >= 45
     assert inlets[0].info().get_channel_labels() == ["wake", "sleep"]
     for values, stamp, label, prediction in zip(probabilities, stamps, labels, history, strict=False):
         assert stamp == pytest.approx(prediction.stream_time, abs=1e-3)

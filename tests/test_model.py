@@ -196,7 +196,7 @@ def test_the_shipped_default_bundle_loads_and_predicts_on_both_backends():
     from model.inference import Predictor
 
     folder = PROJECT / "model" / "default_bundle"
-    bundle = load_bundle(folder, context=8)
+    bundle = load_bundle(folder, context=4)
     assert bundle.labels == "wake-sleep" and "surrogate" in bundle.training["note"]
     assert set(bundle.training["train_subjects"]).isdisjoint(bundle.training["test_subjects"])
     features = bundle.scaler.mean + bundle.scaler.scale * np.linspace(-1, 1, 11)

@@ -24,7 +24,15 @@ LEAD_IN = 2.0  # first trigger 2 s after the first sample
 class Feed:
     """A synthetic session: EEG at 250 Hz, a trigger every TR, one fMRI sample per volume."""
 
-    def __init__(self, seconds: float, *, fmri_lag: float = 0.0, stamp_error: float = 0.0, seed: int = 0):
+    def __init__(
+        self,
+        seconds: float,
+        *,
+        fmri_lag: float = 0.0,
+        stamp_error: float = 0.0,
+        seed: int = 0,
+        trigger_lag: float = 0.0,
+    ):
         rng = np.random.default_rng(seed)
         self.n = int(seconds * SFREQ)
         self.eeg_times = T0 + np.arange(self.n) / SFREQ
@@ -34,6 +42,7 @@ class Feed:
         self.volume_stamps = self.triggers + rng.normal(0, stamp_error, self.triggers.size)
         self.fmri = rng.normal(1000, 5, (self.triggers.size, len(REGIONS))).astype(np.float32)
         self.fmri_lag = fmri_lag
+        self.trigger_lag = trigger_lag
 
     def play(self, windower: MultiRateWindower, chunk_seconds: float = 0.1, truth=None):
         """Feed everything in arrival order, polling after each chunk; return the windows."""
@@ -43,7 +52,7 @@ class Feed:
         for start in range(0, self.n, step):
             now = self.eeg_times[min(self.n, start + step) - 1]
             windower.add_eeg(self.eeg_times[start : start + step], self.eeg[start : start + step])
-            due = np.searchsorted(self.triggers, now, side="right")
+            due = np.searchsorted(self.triggers + self.trigger_lag, now, side="right")
             windower.add_triggers(self.triggers[sent_triggers:due])
             sent_triggers = due
             due = np.searchsorted(self.triggers + self.fmri_lag, now, side="right")
@@ -239,3 +248,12 @@ def test_windower_applies_the_highpass_to_eeg_channels_only():
     assert np.abs(last.eeg[:3].mean(axis=1)).max() < 5.0  # EEG: offset removed
     assert last.eeg[3].mean() > 150.0  # EOG: as recorded
     np.testing.assert_array_equal(last.eeg[4], np.arange(last.eeg_first_sample, last.eeg_first_sample + 7500))
+
+
+def test_triggers_arriving_after_the_eeg_do_not_change_the_windows():
+    reference = Feed(200).play(make_windower())
+    late = Feed(200, trigger_lag=1.0, fmri_lag=1.0).play(make_windower())
+    assert len(late) == len(reference)
+    for a, b in zip(reference, late, strict=True):
+        np.testing.assert_array_equal(a.fmri_indices, b.fmri_indices)
+        np.testing.assert_allclose(a.fmri_times, b.fmri_times)
