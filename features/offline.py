@@ -18,7 +18,6 @@ import pandas as pd
 
 from features.config import FeatureConfig
 from features.extractor import FeatureExtractor, FeatureVector
-from features.names import FEATURE_NAMES
 from simulators.bids import RunPaths, list_runs
 from simulators.session import Session, read_session
 from stream.config import WindowConfig
@@ -165,6 +164,3 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
     else:
         raise ValueError(f"{path}: the output must end in .csv or .parquet")
     return path
-
-
-FEATURE_COLUMNS = list(FEATURE_NAMES)

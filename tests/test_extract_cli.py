@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from features.names import FEATURE_NAMES
+from tests.cli import run_cli
 
 PROJECT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(PROJECT / "run_stream.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=PROJECT,
-    )
 
 
 def test_extract_whole_dataset_to_csv_and_one_run_to_parquet(short_dataset, tmp_path):

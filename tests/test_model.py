@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from features.names import FEATURE_NAMES
 from model.dataset import ORIGIN_COLUMNS, context_sequences, read_feature_table
 from model.labels import make_labels
 from model.splits import assert_disjoint_subjects, subject_folds, train_validation_test
+from tests.cli import run_cli
 from tests.feature_tables import surrogate_feature_table
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -155,16 +154,6 @@ def test_live_predictors_match_the_batched_keras_model(trained, table, backend):
         predictor.predict(features[10]),
         bundle.predict_sequences(np.stack([features[10]] * 4)[None])[0],
         atol=1e-6,
-    )
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(PROJECT / "run_stream.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=PROJECT,
     )
 
 
