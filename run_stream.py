@@ -161,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=_speed, default=1.0, help="replay speed (default: real time)")
     demo.add_argument("--port", type=int, default=8000, help="web server port (default 8000)")
     demo.add_argument("--model", default=None, help="model bundle (default: the shipped one)")
+    demo.add_argument(
+        "--record",
+        default="sessions",
+        metavar="DIR",
+        help="where session folders are written (default: sessions/)",
+    )
     return parser
 
 
@@ -306,6 +312,7 @@ def _demo(args: argparse.Namespace) -> int:
     from stream.acquisition import Acquisition
     from stream.config import AcquisitionConfig
     from stream.pipeline import Pipeline
+    from stream.recorder import SessionRecorder
     from viewer.app import ServerState
     from viewer.lsl_output import PredictionOutlet
     from viewer.server import LiveServer
@@ -326,7 +333,14 @@ def _demo(args: argparse.Namespace) -> int:
         with acquisition:
             pipeline = Pipeline(acquisition, Predictor(bundle))
             outlet = PredictionOutlet(bundle.label_names, prefix=f"{prefix}-prediction")
+            recorder = SessionRecorder(
+                args.record,
+                f"demo-{session.label}",
+                {"replay": {"session": session.label, "prefix": prefix, "speed": args.speed},
+                 "acquisition": repr(acquisition.config), "model": bundle.identity},
+            )  # fmt: skip
             pipeline.add_sink(outlet)
+            pipeline.add_sink(recorder)
             pipeline.add_sink(_print_prediction)
             state = ServerState(
                 pipeline=pipeline,
@@ -336,7 +350,8 @@ def _demo(args: argparse.Namespace) -> int:
             )
             server = LiveServer(state, port=args.port)
             print(f"Replaying {session.label} at {args.speed:g}x as {prefix}-EEG/-fMRI/-Triggers/-Truth")
-            print(f"Predictions on LSL: {outlet.names[0]}, {outlet.names[1]}", flush=True)
+            print(f"Predictions on LSL: {outlet.names[0]}, {outlet.names[1]}")
+            print(f"Recording the session in {recorder.folder}", flush=True)
             with server:
                 print(f"Server ready: {server.url}  (websocket feed ws://{server.host}:{server.port}/ws, "
                       f"REST {server.url}/api/status, API docs {server.url}/docs)")  # fmt: skip
@@ -346,6 +361,7 @@ def _demo(args: argparse.Namespace) -> int:
                         time.sleep(0.2)
                 except KeyboardInterrupt:
                     print("Stopping.", flush=True)
+            print(f"Session recorded in {recorder.close()}", flush=True)
     return 0
 
 

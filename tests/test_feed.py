@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import jsonschema
+import pandas as pd
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -220,7 +221,8 @@ def test_demo_command_serves_predictions_and_stops_cleanly_on_ctrl_c(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SLEEPSTREAM_DATA_DIR": str(tmp_path / "data")}
     env.pop("LSLAPICFG", None)
     process = subprocess.Popen(
-        [sys.executable, str(PROJECT / "run_stream.py"), "demo", "--speed", "20", "--port", str(port)],
+        [sys.executable, str(PROJECT / "run_stream.py"), "demo", "--speed", "20", "--port", str(port),
+         "--record", str(tmp_path / "sessions")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT, env=env,
     )  # fmt: skip
     try:
@@ -245,3 +247,44 @@ def test_demo_command_serves_predictions_and_stops_cleanly_on_ctrl_c(tmp_path):
             process.wait(10)
     assert process.returncode == 0, err[-2000:]
     assert "Stopping." in out and "predicted=" in out
+    from stream.recorder import read_predictions
+
+    (folder,) = (tmp_path / "sessions").iterdir()
+    recorded = read_predictions(folder / "predictions.jsonl")
+    assert recorded and [r["window"] for r in recorded] == list(range(len(recorded)))
+    meta = json.loads((folder / "session.json").read_text())
+    assert meta["model"]["labels"] == "wake-sleep" and meta["predictions"] == len(recorded)
+    assert len(pd.read_parquet(folder / "predictions.parquet")) == len(recorded)
+
+
+def test_a_killed_session_leaves_a_readable_record(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from stream.recorder import read_predictions
+    from viewer.server import free_port
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SLEEPSTREAM_DATA_DIR": str(tmp_path / "data")}
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT / "run_stream.py"), "demo", "--speed", "30", "--port", str(free_port()),
+         "--record", str(tmp_path / "sessions")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=PROJECT, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        seen = 0
+        while time.monotonic() < deadline and seen < 12:
+            line = process.stdout.readline()
+            seen += line.startswith("window")
+        process.send_signal(signal.SIGKILL)  # no chance to close anything
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    (folder,) = (tmp_path / "sessions").iterdir()
+    recorded = read_predictions(folder / "predictions.jsonl")
+    assert len(recorded) >= 12  # everything printed before the kill was already on disk
+    assert [r["window"] for r in recorded] == list(range(len(recorded)))
+    assert json.loads((folder / "session.json").read_text())["model"]["context"] == 4
