@@ -303,6 +303,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     import uuid
+    from dataclasses import asdict
 
     from model.bundle import load_bundle
     from model.inference import Predictor
@@ -315,10 +316,14 @@ def _demo(args: argparse.Namespace) -> int:
     from stream.recorder import SessionRecorder
     from viewer.app import ServerState
     from viewer.lsl_output import PredictionOutlet
-    from viewer.server import LiveServer
+    from viewer.server import LiveServer, check_port
 
     if math.isinf(args.speed):
         raise SystemExit("error: the demo loops forever: give a finite --speed")
+    try:
+        check_port("127.0.0.1", args.port)
+    except OSError as err:
+        raise SystemExit(f"error: {err} with --port") from None
     print("Preparing the bundled surrogate session (generated once, then cached)...", flush=True)
     session = read_session(bundled_surrogate((DEMO_RUN,)), BUNDLED_SUBJECT, DEMO_RUN)
     bundle = load_bundle(args.model or Path(__file__).parent / "model" / "default_bundle")
@@ -337,7 +342,7 @@ def _demo(args: argparse.Namespace) -> int:
                 args.record,
                 f"demo-{session.label}",
                 {"replay": {"session": session.label, "prefix": prefix, "speed": args.speed},
-                 "acquisition": repr(acquisition.config), "model": bundle.identity},
+                 "acquisition": asdict(acquisition.config), "model": bundle.identity},
             )  # fmt: skip
             pipeline.add_sink(outlet)
             pipeline.add_sink(recorder)
@@ -345,7 +350,7 @@ def _demo(args: argparse.Namespace) -> int:
             state = ServerState(
                 pipeline=pipeline,
                 bundle=bundle,
-                config={"acquisition": repr(acquisition.config), "speed": args.speed},
+                config={"acquisition": asdict(acquisition.config), "speed": args.speed},
                 session={"name": session.label, "replay_prefix": prefix, "speed": args.speed},
             )
             server = LiveServer(state, port=args.port)

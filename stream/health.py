@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 
 ARRIVAL_WINDOW_SECONDS = 5.0
@@ -66,7 +67,8 @@ class StreamHealth:
     error: str | None = None
 
     def __post_init__(self) -> None:
-        self._arrivals: list[tuple[float, int]] = []
+        self._arrivals: deque[tuple[float, int]] = deque()
+        self._arrived_in_window = 0  # samples in _arrivals after the first entry
         self._last_arrival: float | None = None
 
     def record_arrival(self, n_samples: int, last_timestamp: float, lsl_now: float) -> None:
@@ -77,12 +79,15 @@ class StreamHealth:
         self.lag = lsl_now - last_timestamp
         self._last_arrival = now
         self._arrivals.append((now, n_samples))
-        while self._arrivals and self._arrivals[0][0] < now - ARRIVAL_WINDOW_SECONDS:
-            self._arrivals.pop(0)
+        if len(self._arrivals) > 1:
+            self._arrived_in_window += n_samples
+        while len(self._arrivals) > 1 and self._arrivals[0][0] < now - ARRIVAL_WINDOW_SECONDS:
+            self._arrivals.popleft()
+            self._arrived_in_window -= self._arrivals[0][1]  # the new first entry no longer counts
         if len(self._arrivals) > 1:
             span = self._arrivals[-1][0] - self._arrivals[0][0]
             if span > 0.5:
-                self.arrival_rate = sum(n for _, n in self._arrivals[1:]) / span
+                self.arrival_rate = self._arrived_in_window / span
         self.connected = True
         self.error = None
 

@@ -37,7 +37,6 @@ class StreamReader:
         Seconds of data the inlet may hold for a slow consumer.
     """
 
-    numeric = True
     keeps_history = True  # small streams keep their current connection's chunks
 
     def __init__(self, kind: str, query: StreamQuery, max_buflen: int = 360) -> None:
@@ -248,8 +247,6 @@ class FmriReader(StreamReader):
 
 class MarkerReader(StreamReader):
     """A string marker stream (volume triggers or ground-truth stages)."""
-
-    numeric = False
 
     def __init__(self, kind: str, query: StreamQuery, max_buflen: int = 360) -> None:
         super().__init__(kind, query, max_buflen)

@@ -288,3 +288,14 @@ def test_a_killed_session_leaves_a_readable_record(tmp_path):
     assert len(recorded) >= 12  # everything printed before the kill was already on disk
     assert [r["window"] for r in recorded] == list(range(len(recorded)))
     assert json.loads((folder / "session.json").read_text())["model"]["context"] == 4
+
+
+def test_a_busy_port_is_refused_with_a_clear_message():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(OSError, match=rf"cannot listen on 127.0.0.1:{port} .*choose another port"):
+            LiveServer(ServerState(), port=port)

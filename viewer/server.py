@@ -20,6 +20,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+def check_port(host: str, port: int) -> None:
+    """Raise a clear ``OSError`` if ``host:port`` cannot be listened on (e.g. already in use)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise OSError(f"cannot listen on {host}:{port} ({err.strerror}): choose another port") from None
+
+
 class LiveServer:
     """Pipeline, periodic status messages and uvicorn, served from a background thread.
 
@@ -37,6 +46,7 @@ class LiveServer:
         self.state = state
         self.host = host
         self.port = port or free_port(host)
+        check_port(host, self.port)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server = None
