@@ -6,6 +6,7 @@ from stream.lsl_safety import use_project_lsl_config
 
 use_project_lsl_config()
 
+import contextlib  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -48,3 +49,52 @@ def bundled_dataset(tmp_path_factory) -> Path:
 def unique_prefix() -> str:
     """A stream-name prefix no other test uses."""
     return f"test-{uuid.uuid4().hex[:10]}"
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ARTEFACTS = Path(__file__).parent / "artefacts"
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's chromium, headless, driven by Playwright (never Playwright's own browser download).
+
+    Browser tests are skipped when chromium is not installed, unless ``SLEEPSTREAM_REQUIRE_BROWSER``
+    is set (CI sets it after installing chromium), in which case they fail.
+    """
+    import os
+
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is not installed (apt-get install chromium)"
+        if os.environ.get("SLEEPSTREAM_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, request):
+    """A fresh browser page; its console errors fail the test; a screenshot is saved at the end."""
+    context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.console_errors = errors
+    yield page
+    ARTEFACTS.mkdir(exist_ok=True)
+    with contextlib.suppress(Exception):
+        page.screenshot(path=str(ARTEFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()

@@ -10,16 +10,11 @@ import urllib.request
 from pathlib import Path
 
 import jsonschema
-import pandas as pd
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from simulators.replay import SessionPlayer
-from simulators.session import read_session
-from stream.acquisition import Acquisition
-from stream.config import AcquisitionConfig
-from stream.pipeline import Pipeline
+from tests.sessions import live_session
 from viewer.app import ServerState
 from viewer.feed import Broadcaster
 from viewer.server import LiveServer
@@ -56,27 +51,6 @@ def receive_until(ws, predicate, timeout: float) -> list[dict]:
         if predicate(messages):
             break
     return messages
-
-
-def live_session(short_dataset, prefix, bundle, token=None, speed=20.0):
-    from model.inference import Predictor
-
-    session = read_session(short_dataset, "99", "sleep-1")
-    # Looping: the EEG goes on after the run's last volume, as it does live.
-    player = SessionPlayer(
-        session, speed=speed, loop=True, with_truth=True, prefix=prefix, wait_for_consumers=15
-    )
-    player.start()
-    acquisition = Acquisition(
-        AcquisitionConfig.for_replay(prefix, with_truth=True, resolve_timeout=5)
-    ).start()
-    state = ServerState(
-        pipeline=Pipeline(acquisition, Predictor(bundle)),
-        bundle=bundle,
-        session={"name": prefix},
-        token=token,
-    )
-    return player, acquisition, state
 
 
 def test_predictions_reach_every_healthy_client_and_match_the_schemas(short_dataset, unique_prefix, bundle):
@@ -207,87 +181,6 @@ def test_predictions_are_published_on_lsl_for_labrecorder(short_dataset, unique_
             [prediction.probabilities["wake"], prediction.probabilities["sleep"]], abs=1e-6
         )
         assert label == [prediction.label]
-
-
-def test_demo_command_serves_predictions_and_stops_cleanly_on_ctrl_c(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from viewer.server import free_port
-
-    port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SLEEPSTREAM_DATA_DIR": str(tmp_path / "data")}
-    env.pop("LSLAPICFG", None)
-    process = subprocess.Popen(
-        [sys.executable, str(PROJECT / "run_stream.py"), "demo", "--speed", "20", "--port", str(port),
-         "--record", str(tmp_path / "sessions")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT, env=env,
-    )  # fmt: skip
-    try:
-        lines = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            lines.append(line)
-            if not line or line.startswith("The first prediction"):
-                break
-        assert any(f"Server ready: http://127.0.0.1:{port}" in line for line in lines), lines
-        with connect(f"ws://127.0.0.1:{port}/ws?types=prediction") as ws:
-            messages = receive_until(ws, lambda m: m[-1]["type"] == "prediction", timeout=60)
-        assert [m["type"] for m in messages] == ["session", "prediction"]
-        for message in messages:
-            jsonschema.validate(message, SCHEMAS[message["type"]])
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-    assert process.returncode == 0, err[-2000:]
-    assert "Stopping." in out and "predicted=" in out
-    from stream.recorder import read_predictions
-
-    (folder,) = (tmp_path / "sessions").iterdir()
-    recorded = read_predictions(folder / "predictions.jsonl")
-    assert recorded and [r["window"] for r in recorded] == list(range(len(recorded)))
-    meta = json.loads((folder / "session.json").read_text())
-    assert meta["model"]["labels"] == "wake-sleep" and meta["predictions"] == len(recorded)
-    assert len(pd.read_parquet(folder / "predictions.parquet")) == len(recorded)
-
-
-def test_a_killed_session_leaves_a_readable_record(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from stream.recorder import read_predictions
-    from viewer.server import free_port
-
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SLEEPSTREAM_DATA_DIR": str(tmp_path / "data")}
-    process = subprocess.Popen(
-        [sys.executable, str(PROJECT / "run_stream.py"), "demo", "--speed", "30", "--port", str(free_port()),
-         "--record", str(tmp_path / "sessions")],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=PROJECT, env=env,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        seen = 0
-        while time.monotonic() < deadline and seen < 12:
-            line = process.stdout.readline()
-            seen += line.startswith("window")
-        process.send_signal(signal.SIGKILL)  # no chance to close anything
-        process.wait(10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    (folder,) = (tmp_path / "sessions").iterdir()
-    recorded = read_predictions(folder / "predictions.jsonl")
-    assert len(recorded) >= 12  # everything printed before the kill was already on disk
-    assert [r["window"] for r in recorded] == list(range(len(recorded)))
-    assert json.loads((folder / "session.json").read_text())["model"]["context"] == 4
 
 
 def test_a_busy_port_is_refused_with_a_clear_message():

@@ -10,13 +10,17 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+from pathlib import Path
+
 from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from model.prediction import PROTOCOL_VERSION
 from viewer.feed import MESSAGE_TYPES, Broadcaster
 
 MAX_CLIENT_MESSAGE_BYTES = 4096
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def is_loopback(host: str) -> bool:
@@ -35,11 +39,17 @@ class ServerState:
 
     broadcaster: Broadcaster = field(default_factory=Broadcaster)
     pipeline: object | None = None
+    recorded: object | None = None
     bundle: object | None = None
     config: dict = field(default_factory=dict)
     session: dict = field(default_factory=dict)
     token: str | None = None
     started: float = field(default_factory=time.time)
+
+    def history(self) -> list:
+        """Predictions kept for ``/api/history``: the live pipeline's, else a recorded session's."""
+        source = self.pipeline if self.pipeline is not None else self.recorded
+        return list(getattr(source, "history", ()))
 
     def status(self) -> dict:
         """The ``status`` message: stream health, pipeline counters, clients."""
@@ -82,6 +92,13 @@ def create_app(state: ServerState) -> FastAPI:
         if not _authorised(state, token):
             raise HTTPException(status_code=401, detail="a valid token is required")
 
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def live_page() -> FileResponse:
+        """The live page: probability, hypnogram, features, stream health."""
+        return FileResponse(STATIC_DIR / "live.html")
+
     @app.get("/healthz")
     def healthz() -> dict:
         """Liveness: the server answers."""
@@ -119,10 +136,10 @@ def create_app(state: ServerState) -> FastAPI:
         since: float = Query(0.0, description="only predictions with stream_time > since"),
         limit: int = Query(500, ge=1, le=5000),
     ) -> JSONResponse:
-        """Recent predictions (most recent last)."""
+        """Predictions after ``since``, oldest first, at most ``limit`` (page forward with ``since``)."""
         require_token(request)
-        records = list(getattr(state.pipeline, "history", []))
-        picked = [p.to_message() for p in records if p.stream_time > since][-limit:]
+        records = state.history()
+        picked = [p.to_message() for p in records if p.stream_time > since][:limit]
         return JSONResponse(picked)
 
     @app.websocket("/ws")

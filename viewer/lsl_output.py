@@ -45,7 +45,19 @@ class PredictionOutlet:
         self._label = pylsl.StreamOutlet(label)
 
     def __call__(self, prediction: Prediction) -> None:
-        """Push one prediction (a pipeline sink)."""
+        """Push one prediction (a pipeline sink); nothing once closed."""
+        if self._label is None:
+            return
         values = [prediction.probabilities[name] for name in self.label_names]
         self._probabilities.push_sample(values, prediction.stream_time)
         self._label.push_sample([prediction.label], prediction.stream_time)
+
+    def close(self) -> None:
+        """Withdraw both streams from the network (LabRecorder sees them end)."""
+        self._probabilities = self._label = None
+
+    def __enter__(self) -> PredictionOutlet:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

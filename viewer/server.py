@@ -23,6 +23,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 def check_port(host: str, port: int) -> None:
     """Raise a clear ``OSError`` if ``host:port`` cannot be listened on (e.g. already in use)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As uvicorn does: connections of a server that just stopped (TIME_WAIT) must not block a restart.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as err:
@@ -89,9 +91,16 @@ class LiveServer:
         except BaseException as err:  # reported to the starting thread
             self.error = err
 
+    def publish(self, message: dict) -> None:
+        """Broadcast ``message`` to the feed's clients from any thread."""
+        if self._loop is None:
+            raise RuntimeError("the server is not running")
+        self._loop.call_soon_threadsafe(self.state.broadcaster.publish, message)
+
     async def _serve(self) -> None:
         import uvicorn
 
+        self._loop = asyncio.get_running_loop()
         state = self.state
         config = uvicorn.Config(
             create_app(state), host=self.host, port=self.port, log_level="warning", lifespan="off"

@@ -1,0 +1,1 @@
+"""Command-line sub-commands of run_stream.py, one module each."""

@@ -1,0 +1,37 @@
+"""``run_stream.py evaluate``: score a bundle on new subjects beside cross-validated baselines."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(commands) -> None:
+    """Add the ``evaluate`` sub-command."""
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a model bundle on a feature table, beside grouped cross-validated baselines",
+        description=(
+            "Score a bundle on the subjects of a feature table it was not trained on, and cross-validate "
+            "the same architecture and the baselines on the table by subject, in the same run."
+        ),
+    )
+    evaluate.add_argument("model", help="bundle folder")
+    evaluate.add_argument("features", help="feature table (.csv or .parquet)")
+    evaluate.add_argument("-o", "--output", default=None, help="report folder (default: MODEL/evaluation)")
+    evaluate.add_argument("--folds", type=int, default=5)
+    evaluate.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print the report."""
+    from model.bundle import load_bundle
+    from model.dataset import read_feature_table
+    from model.training import evaluate_bundle
+
+    bundle = load_bundle(args.model)
+    output = Path(args.output) if args.output else Path(args.model) / "evaluation"
+    evaluate_bundle(bundle, read_feature_table(args.features), output, folds=args.folds)
+    print(f"wrote {output / 'report.md'}", flush=True)
+    print((output / "report.md").read_text(), flush=True)
+    return 0

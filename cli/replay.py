@@ -1,0 +1,111 @@
+"""``run_stream.py replay``: publish a recorded or surrogate session as LSL streams."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from cli.common import existing_folder, speed, stop_on_sigterm
+
+
+def add_parser(commands) -> None:
+    """Add the ``replay`` sub-command."""
+    replay = commands.add_parser(
+        "replay",
+        help="publish a recorded or surrogate session as LSL streams",
+        description="Publish a ds003768-format session as LSL streams (EEG, fMRI, triggers, truth).",
+    )
+    replay.add_argument(
+        "--session",
+        default="surrogate",
+        help="'surrogate' (the bundled surrogate subject) or a ds003768-style dataset folder",
+    )
+    replay.add_argument(
+        "--subject", default=None, help="subject label (default: 27 for the surrogate, else 01)"
+    )
+    replay.add_argument("--run", default="sleep-2", help="run, e.g. sleep-1 or rest-2 (default: sleep-2)")
+    replay.add_argument(
+        "--speed", type=speed, default=1.0, help="1 = real time; 10 = ten times faster; 'max'"
+    )
+    replay.add_argument("--loop", action="store_true", help="start again at the end")
+    replay.add_argument(
+        "--fmri-lag", type=float, default=0.0, metavar="S", help="fMRI delivery delay in seconds"
+    )
+    replay.add_argument(
+        "--fmri-stamp-error",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="SD of an error added to fMRI timestamps (a scanner-side clock), seconds",
+    )
+    replay.add_argument("--with-truth", action="store_true", help="also publish the scored stages (Markers)")
+    replay.add_argument("--prefix", default=None, help="stream-name prefix (default: the session label)")
+    replay.add_argument("--mask", default=None, help="brain mask NIfTI for the region means")
+    replay.add_argument("--atlas", default=None, help="atlas label NIfTI for the region means")
+    replay.add_argument(
+        "--sfreq", type=float, default=250.0, help="EEG rate of the surrogate (default 250 Hz)"
+    )
+    replay.add_argument(
+        "--wait-for-consumers",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait up to S seconds for a consumer on every stream before starting",
+    )
+    replay.set_defaults(handler=run)
+
+
+def load_session(args: argparse.Namespace):
+    """The session named by ``--session``, ``--subject`` and ``--run``."""
+    from simulators.session import read_session
+    from simulators.surrogate import BUNDLED_SUBJECT, bundled_surrogate
+
+    if args.session == "surrogate":
+        root = bundled_surrogate((args.run,), sfreq=args.sfreq)
+        subject = args.subject or BUNDLED_SUBJECT
+    else:
+        root = existing_folder(args.session, "dataset folder")
+        subject = args.subject or "01"
+    return read_session(Path(root), subject, args.run, mask=args.mask, atlas=args.atlas)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Replay until the end (or forever with ``--loop``); Ctrl-C stops."""
+    from simulators.replay import SessionPlayer
+
+    session = load_session(args)
+    player = SessionPlayer(
+        session,
+        speed=args.speed,
+        loop=args.loop,
+        fmri_lag=args.fmri_lag,
+        with_truth=args.with_truth,
+        prefix=args.prefix,
+        wait_for_consumers=args.wait_for_consumers,
+        fmri_stamp_error=args.fmri_stamp_error,
+    )
+    stop_on_sigterm()
+    with player:
+        print(
+            f"Replaying {session.label}: {session.duration:.0f} s of EEG at {session.sfreq:g} Hz, "
+            f"{session.n_volumes} volumes (TR {session.tr:g} s), speed {args.speed:g}",
+            flush=True,
+        )
+        for kind, identity in player.streams.items():
+            print(
+                f"  {kind:<8} name={identity.name}  type={identity.stype}  source_id={identity.source_id}",
+                flush=True,
+            )
+        print("Press Ctrl-C to stop.", flush=True)
+        try:
+            while player.is_running:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            print("Stopping.", flush=True)
+    if player.error is not None:
+        print(f"error: replay failed: {player.error}", file=sys.stderr)
+        return 1
+    print(f"Done: {player.samples_pushed} EEG samples pushed.", flush=True)
+    return 0

@@ -1,0 +1,137 @@
+"""Run the live pipeline of one session: acquisition, features, model, server, LSL outlet, recorder.
+
+Shared by ``demo`` (which replays the bundled session first) and ``live`` (which consumes
+streams published by other software).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from cli.settings import Settings
+from stream.config import AcquisitionConfig
+
+
+def print_prediction(prediction) -> None:
+    """One line per prediction on the terminal."""
+    probabilities = " ".join(f"{name}={p:.2f}" for name, p in prediction.probabilities.items())
+    truth = f"  scored={prediction.stage}" if prediction.stage else ""
+    flag = "" if prediction.quality.get("usable") else "  (window flagged)"
+    print(
+        f"window {prediction.window:5d}  predicted={prediction.label:<6} {probabilities}{truth}{flag}",
+        flush=True,
+    )
+
+
+def server_token(settings: Settings) -> str | None:
+    """The access token from the environment variable the configuration names, if set."""
+    return os.environ.get(settings.server.token_env) or None
+
+
+def run_session(
+    settings: Settings,
+    acquisition_config: AcquisitionConfig,
+    *,
+    name: str,
+    session_info: dict,
+    keep_going: Callable[[], bool] = lambda: True,
+    outlet_prefix: str = "sleepstream",
+) -> int:
+    """Run until Ctrl-C (or until ``keep_going()`` is false); return the exit status.
+
+    Parameters
+    ----------
+    settings : Settings
+        Features, model, server and recording settings.
+    acquisition_config : AcquisitionConfig
+        The streams to consume and the window geometry.
+    name : str
+        Session name (the recording folder is ``<date>_<name>``).
+    session_info : dict
+        What the ``session`` messages and the recording say about the session.
+    keep_going : callable
+        Polled every 0.2 s; the session ends when it returns False (e.g. a replay ended).
+    outlet_prefix : str
+        Name prefix of the LSL prediction streams.
+
+    Returns
+    -------
+    status : int
+        0 after a clean stop; 2 when a stream cannot be found or does not match.
+    """
+    from features.extractor import FeatureExtractor
+    from model.bundle import load_bundle
+    from model.inference import Predictor
+    from stream.acquisition import Acquisition
+    from stream.discovery import StreamMismatchError, StreamNotFoundError
+    from stream.pipeline import Pipeline
+    from stream.recorder import SessionRecorder
+    from viewer.app import ServerState, is_loopback
+    from viewer.lsl_output import PredictionOutlet
+    from viewer.server import LiveServer, check_port
+
+    server = settings.server
+    token = server_token(settings)
+    if not is_loopback(server.host) and not token:
+        raise SystemExit(
+            f"error: serving on {server.host} (beyond this machine) requires a token: "
+            f"set the environment variable {server.token_env}"
+        )
+    try:
+        check_port(server.host, server.port)
+    except OSError as err:
+        raise SystemExit(f"error: {err} with --port") from None
+    bundle = load_bundle(settings.model.bundle_path)
+    predictor = Predictor(bundle, backend=settings.model.backend)
+    config = settings.as_dict()
+    acquisition = Acquisition(acquisition_config)
+    queries = ", ".join(f"{r.kind}: {r.query.describe()}" for r in acquisition.readers)
+    print(
+        f"Looking for the streams ({queries}), up to {acquisition_config.resolve_timeout:g} s...", flush=True
+    )
+    try:
+        acquisition.start()
+    except (StreamNotFoundError, StreamMismatchError) as err:
+        print(f"error: {err}", flush=True)
+        return 2
+    outlet = None
+    try:
+        pipeline = Pipeline(acquisition, predictor, FeatureExtractor(settings.features))
+        outlet = PredictionOutlet(bundle.label_names, prefix=outlet_prefix)
+        pipeline.add_sink(outlet)
+        recorder = None
+        if settings.recording.enabled:
+            recorder = SessionRecorder(
+                settings.recording.directory,
+                name,
+                {"session": session_info, "configuration": config, "model": bundle.identity},
+                fsync=settings.recording.fsync,
+            )
+            pipeline.add_sink(recorder)
+            print(f"Recording the session in {recorder.folder}", flush=True)
+        pipeline.add_sink(print_prediction)
+        state = ServerState(
+            pipeline=pipeline, bundle=bundle, config=config, session=session_info, token=token
+        )
+        print(f"Predictions on LSL: {outlet.names[0]}, {outlet.names[1]}", flush=True)
+        with LiveServer(state, host=server.host, port=server.port) as live:
+            print(
+                f"Viewer: {live.url}/  (analysis page {live.url}/analysis, websocket ws://{live.host}:"
+                f"{live.port}/ws, REST {live.url}/api/status, API docs {live.url}/docs)",
+                flush=True,
+            )
+            print("The first prediction comes after 30 s of stream time. Ctrl-C to stop.", flush=True)
+            try:
+                while keep_going() and live.error is None:
+                    time.sleep(0.2)
+            except KeyboardInterrupt:
+                print("Stopping.", flush=True)
+        if recorder is not None:
+            print(f"Session recorded in {recorder.close()}", flush=True)
+    finally:
+        if outlet is not None:
+            outlet.close()
+        acquisition.stop()
+    return 0

@@ -1,0 +1,38 @@
+"""``run_stream.py surrogate``: write surrogate runs in the ds003768 layout."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(commands) -> None:
+    """Add the ``surrogate`` sub-command."""
+    surrogate = commands.add_parser(
+        "surrogate",
+        help="write surrogate runs in the ds003768 layout",
+        description="Write surrogate runs (synthetic EEG and BOLD, real scoring) in the ds003768 layout.",
+    )
+    surrogate.add_argument("-o", "--output", required=True, help="dataset folder to write")
+    surrogate.add_argument("--subject", default="27", help="real subject whose scoring is followed")
+    surrogate.add_argument("--runs", nargs="+", default=["rest-1", "sleep-2"], help="runs to write")
+    surrogate.add_argument("--sfreq", type=float, default=250.0, help="EEG rate in Hz (real data: 5000)")
+    surrogate.add_argument("--seed", type=int, default=0)
+    surrogate.add_argument("--sample-index", action="store_true", help="add a SampleIndex test channel")
+    surrogate.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write every requested run."""
+    from simulators.surrogate import write_surrogate_run
+
+    for run_name in args.runs:
+        paths = write_surrogate_run(
+            args.output,
+            args.subject,
+            run_name,
+            sfreq=args.sfreq,
+            seed=args.seed,
+            sample_index_channel=args.sample_index,
+        )
+        print(f"wrote {paths.eeg_header} and {paths.bold}", flush=True)
+    return 0

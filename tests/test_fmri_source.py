@@ -1,0 +1,463 @@
+"""The scanner side of live fMRI: volumes written into a folder at TR pace, read back over LSL."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pylsl
+import pytest
+
+from simulators.fmri_metrics import compute_epi_mask, grid_parcellation, region_means
+from stream.fmri_source import (
+    FmriSource,
+    FmriSourceError,
+    IncompleteVolumeError,
+    SourceConfig,
+    VolumeFolderWatcher,
+    natural_key,
+    read_volume,
+    resolve_tr,
+)
+
+PROJECT = Path(__file__).resolve().parents[1]
+HAXBY = Path(__file__).parent / "data" / "haxby2001"
+TR = 0.3
+RESOLVE_TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="module")
+def haxby() -> tuple[np.ndarray, np.ndarray]:
+    """The first 10 volumes of the real Haxby BOLD run (int16, as stored) and its affine."""
+    image = nib.load(HAXBY / "sub001_task001_run001_bold_25mm.nii.gz")
+    return np.asarray(image.dataobj[..., :10]), image.affine
+
+
+def nifti_bytes(data: np.ndarray, affine: np.ndarray, *, tr: float | None = TR, gz: bool = True) -> bytes:
+    """One 3-D volume as a scanner export would write it, TR in pixdim[4] with unit seconds."""
+    image = nib.Nifti1Image(data, affine)
+    if tr is not None:
+        image.header.set_xyzt_units("mm", "sec")
+        image.header["pixdim"][4] = tr
+    else:
+        image.header["pixdim"][4] = 0
+    raw = image.to_bytes()
+    return gzip.compress(raw) if gz else raw
+
+
+def simulator_means(volumes: list[np.ndarray]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Region means as the simulators compute them, mask and grid from the first volume."""
+    bold = np.stack([v.astype(np.float32) for v in volumes], axis=-1)
+    parcellation = grid_parcellation(compute_epi_mask(bold[..., 0]))
+    return region_means(bold, parcellation), parcellation.names
+
+
+@contextmanager
+def running_source(config: SourceConfig) -> Iterator[tuple[FmriSource, list]]:
+    """An FmriSource polling in a background thread; stopped (and its outlet closed) on exit."""
+    published: list = []
+    source = FmriSource(config, on_volume=published.append)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            source.run(stop)
+        except BaseException as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=target, name="fmri-source-test", daemon=True)
+    thread.start()
+    try:
+        yield source, published
+    finally:
+        stop.set()
+        thread.join(10)
+        source.close()
+    assert not thread.is_alive()
+    assert not errors, errors
+
+
+def start_writer(
+    folder: Path, files: list[tuple[str, bytes]], pace: float = TR
+) -> tuple[threading.Thread, dict]:
+    """Write each file in turn, ``pace`` seconds apart; record the LSL time each write ended."""
+    written: dict[str, float] = {}
+
+    def target() -> None:
+        for name, payload in files:
+            (folder / name).write_bytes(payload)
+            written[name] = pylsl.local_clock()
+            time.sleep(pace)
+
+    thread = threading.Thread(target=target, name="scanner-export", daemon=True)
+    thread.start()
+    return thread, written
+
+
+def open_inlet(name: str) -> pylsl.StreamInlet:
+    found = pylsl.resolve_byprop("name", name, 1, RESOLVE_TIMEOUT)
+    assert found, f"stream {name} not found within {RESOLVE_TIMEOUT} s"
+    inlet = pylsl.StreamInlet(found[0], max_buflen=60)
+    inlet.open_stream(5.0)
+    return inlet
+
+
+def pull(inlet: pylsl.StreamInlet, n: int, timeout: float) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``n`` samples within ``timeout`` seconds: (samples, timestamps)."""
+    samples, stamps = [], []
+    deadline = time.monotonic() + timeout
+    while len(samples) < n and time.monotonic() < deadline:
+        chunk, times = inlet.pull_chunk(timeout=0.2)
+        samples.extend(chunk)
+        stamps.extend(times)
+    return np.array(samples, dtype=np.float64), np.array(stamps)
+
+
+# -- pieces without LSL ----------------------------------------------------------------------------
+
+
+def test_natural_order_puts_numbers_in_numeric_order():
+    names = ["img-10.nii.gz", "img-9.nii.gz", "IMG-100.nii", "001_000002_000001.dcm", "001_000010_000001.dcm"]
+    assert sorted(names, key=natural_key) == [
+        "001_000002_000001.dcm",
+        "001_000010_000001.dcm",
+        "img-9.nii.gz",
+        "img-10.nii.gz",
+        "IMG-100.nii",
+    ]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_watcher_hands_out_each_complete_file_once_in_order(tmp_path):
+    clock = FakeClock()
+    (tmp_path / "old-1.nii").write_bytes(b"x" * 10)
+    (tmp_path / "notes.txt").write_text("not a volume")
+    watcher = VolumeFolderWatcher(tmp_path, existing="skip", settle=0.2, clock=clock)
+    assert watcher.poll() == [] and watcher.skipped_at_start == 1
+    (tmp_path / "vol-10.nii").write_bytes(b"x" * 10)
+    (tmp_path / "vol-9.nii").write_bytes(b"x" * 5)
+    (tmp_path / ".vol-11.nii.part").write_bytes(b"x")  # a temporary name: ignored
+    # vol-9 is complete at once: a later file (vol-10) has appeared. vol-10 must first be stable.
+    (released,) = watcher.poll()
+    assert released.path.name == "vol-9.nii" and released.ordinal == 0 and released.detected == 100.0
+    clock.now += 0.1
+    with (tmp_path / "vol-10.nii").open("ab") as handle:
+        handle.write(b"more")  # still being written: its stability clock restarts
+    assert watcher.poll() == []
+    clock.now += 0.15
+    assert watcher.poll() == []
+    clock.now += 0.1
+    (released,) = watcher.poll()
+    assert released.path.name == "vol-10.nii" and released.ordinal == 1
+    clock.now += 1.0
+    assert watcher.poll() == []  # each file once
+    (tmp_path / "empty-12.nii").write_bytes(b"")
+    watcher.poll()
+    clock.now += 1.0
+    assert watcher.poll() == []  # an empty file is never complete by stability alone
+
+
+def test_watcher_processes_existing_files_in_natural_order_stamped_by_modification_time(tmp_path):
+    clock = FakeClock()
+    for number, age in ((2, 3.0), (10, 1.0), (1, 4.0)):
+        path = tmp_path / f"rt{number}.nii.gz"
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() - age, time.time() - age))
+    watcher = VolumeFolderWatcher(tmp_path, existing="process", settle=0.0, clock=clock)
+    released = watcher.poll()
+    assert [f.path.name for f in released] == ["rt1.nii.gz", "rt2.nii.gz", "rt10.nii.gz"]
+    assert [f.ordinal for f in released] == [0, 1, 2]
+    assert all(f.preexisting for f in released)
+    np.testing.assert_allclose([f.detected for f in released], [96.0, 97.0, 99.0], atol=0.1)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_truncated_volume_is_refused_and_complete_volume_read_as_stored(tmp_path, haxby, gz):
+    data, affine = haxby
+    payload = nifti_bytes(data[..., 0], affine, gz=gz)
+    path = tmp_path / ("v.nii.gz" if gz else "v.nii")
+    for cut in (100, len(payload) // 2, len(payload) - 1):
+        path.write_bytes(payload[:cut])
+        with pytest.raises(IncompleteVolumeError, match=path.name):
+            read_volume(path)
+    path.write_bytes(payload)
+    volume = read_volume(path)
+    np.testing.assert_array_equal(volume.data, data[..., 0].astype(np.float32))
+    assert volume.data.dtype == np.float32
+    assert volume.tr == pytest.approx(TR) and "pixdim[4]" in volume.tr_origin
+
+
+def test_tr_from_flag_header_or_sidecar_and_a_clear_error_without(tmp_path, haxby):
+    data, affine = haxby
+    with_tr = tmp_path / "a.nii.gz"
+    with_tr.write_bytes(nifti_bytes(data[..., 0], affine, tr=2.5))
+    assert resolve_tr(None, read_volume(with_tr))[0] == pytest.approx(2.5)
+    assert resolve_tr(1.5, read_volume(with_tr)) == (1.5, "--tr")
+    # pixdim[4] in milliseconds is converted.
+    image = nib.Nifti1Image(data[..., 0], affine)
+    image.header.set_xyzt_units("mm", "msec")
+    image.header["pixdim"][4] = 2100
+    msec = tmp_path / "ms.nii"
+    msec.write_bytes(image.to_bytes())
+    assert resolve_tr(None, read_volume(msec))[0] == pytest.approx(2.1)
+    # No TR in the header: the JSON sidecar's RepetitionTime.
+    without = tmp_path / "b.nii.gz"
+    without.write_bytes(nifti_bytes(data[..., 0], affine, tr=None))
+    volume = read_volume(without)
+    assert volume.tr is None
+    with pytest.raises(FmriSourceError, match=r"no repetition time for b\.nii\.gz.*--tr"):
+        resolve_tr(None, volume)
+    (tmp_path / "b.json").write_text(json.dumps({"RepetitionTime": 2.1}))
+    assert resolve_tr(None, volume) == (2.1, "RepetitionTime of b.json")
+    (tmp_path / "b.json").write_text(json.dumps({"RepetitionTime": 2100}))
+    with pytest.raises(FmriSourceError, match="not in"):
+        resolve_tr(None, volume)
+    # nibabel's default pixdim[4] of 1 on a 3-D image without a time unit is not a TR.
+    default = tmp_path / "c.nii"
+    nib.save(nib.Nifti1Image(data[..., 0], affine), default)
+    assert read_volume(default).tr is None
+
+
+def test_dicom_without_pydicom_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # as if not installed
+    path = tmp_path / "001_000001_000001.dcm"
+    path.write_bytes(b"\0" * 200)
+    with pytest.raises(FmriSourceError, match=r"pip install pydicom"):
+        read_volume(path)
+    # The source treats it as fatal (every volume would fail), not as a skipped file.
+    source = FmriSource(SourceConfig(tmp_path, existing="process", settle=0), clock=time.monotonic)
+    with pytest.raises(FmriSourceError, match=r"001_000001_000001\.dcm.*pip install pydicom"):
+        source.step()
+
+
+def test_siemens_mosaic_dicom_is_read_as_a_volume_with_its_tr(tmp_path):
+    pytest.importorskip("pydicom")
+    sample = Path(nib.__file__).parent / "nicom" / "tests" / "data" / "siemens_dwi_0.dcm.gz"
+    if not sample.is_file():
+        pytest.skip("nibabel's test data are not installed")
+    path = tmp_path / "vol1.dcm"
+    path.write_bytes(gzip.decompress(sample.read_bytes()))
+    volume = read_volume(path)
+    assert volume.data.ndim == 3 and volume.data.dtype == np.float32
+    assert volume.tr is not None and volume.tr > 0 and "DICOM" in volume.tr_origin
+
+
+# -- the source over LSL ---------------------------------------------------------------------------
+
+
+@pytest.mark.lsl
+def test_volumes_at_tr_pace_arrive_once_in_order_with_the_simulators_region_means(
+    tmp_path, haxby, unique_prefix
+):
+    data, affine = haxby
+    volumes = [data[..., i] for i in range(8)]
+    # 8..15: natural order differs from the lexicographic one (img-10 < img-8).
+    files = [(f"img-{8 + i}.nii.gz", nifti_bytes(v, affine)) for i, v in enumerate(volumes)]
+    config = SourceConfig(tmp_path, prefix=unique_prefix, delay=0.05, interval=0.05, wait_for_consumers=5)
+    expected, names = simulator_means(volumes)
+    with running_source(config) as (source, published):
+        writer, written = start_writer(tmp_path, files)
+        inlet = open_inlet(f"{unique_prefix}-fMRI")
+        samples, stamps = pull(inlet, len(volumes), timeout=10)
+        writer.join(10)
+        extra, _ = pull(inlet, 1, timeout=0.5)
+        info = inlet.info(2.0)
+    assert len(extra) == 0  # each volume once
+    np.testing.assert_array_equal(samples[:, 0], np.arange(len(volumes)))
+    np.testing.assert_allclose(samples[:, 1:], expected, rtol=1e-6)
+    # The stream is laid out as the replayed one.
+    assert info.type() == "fMRI" and info.source_id() == source.identity.source_id
+    assert info.source_id().startswith(f"{unique_prefix}-fMRI-")
+    assert info.nominal_srate() == pytest.approx(1 / TR)  # TR from the NIfTI header
+    assert info.get_channel_labels() == ["volume", *names]
+    assert info.desc().child("session").child_value("tr") == "0.3"
+    # Stamps: detection on the LSL clock minus the export delay, detection just after the write.
+    np.testing.assert_allclose(stamps, [p.stamp for p in published], atol=1e-6)
+    detected = np.array([p.detected for p in published])
+    np.testing.assert_allclose(detected - stamps, 0.05, atol=1e-9)
+    lag = detected - np.array([written[name] for name, _ in files])
+    assert lag.min() > -0.05 and lag.max() < 0.5, lag
+    assert np.median(np.diff(stamps)) == pytest.approx(TR, abs=0.1)
+
+
+@pytest.mark.lsl
+def test_half_written_truncated_and_wrong_shape_volumes_never_stop_the_stream(
+    tmp_path, haxby, unique_prefix, caplog
+):
+    data, affine = haxby
+    good = [data[..., i] for i in range(4)]
+    payloads = [nifti_bytes(v, affine, gz=False) for v in good]
+    wrong_shape = nifti_bytes(data[:5, ..., 4], affine, gz=False)
+    truncated = nifti_bytes(data[..., 5], affine, gz=False)
+    config = SourceConfig(
+        tmp_path, prefix=unique_prefix, interval=0.05, settle=0.15, retry_for=1.5, wait_for_consumers=5
+    )
+    completed: dict[str, float] = {}
+
+    def scanner() -> None:
+        (tmp_path / "v01.nii").write_bytes(payloads[0])
+        time.sleep(TR)
+        with (tmp_path / "v02.nii").open("wb") as handle:  # half, a pause longer than --settle, the rest
+            half = len(payloads[1]) // 2
+            handle.write(payloads[1][:half])
+            handle.flush()
+            time.sleep(0.5)
+            handle.write(payloads[1][half:])
+        completed["v02.nii"] = pylsl.local_clock()
+        time.sleep(TR)
+        (tmp_path / "v03.nii").write_bytes(wrong_shape)
+        time.sleep(TR)
+        (tmp_path / "v04.nii").write_bytes(truncated[: len(truncated) // 2])  # never completed
+        time.sleep(TR)
+        (tmp_path / "v05.nii").write_bytes(payloads[2])
+        time.sleep(TR)
+        (tmp_path / "v06.nii").write_bytes(payloads[3])
+
+    caplog.set_level(logging.ERROR, logger="stream.fmri_source")
+    with running_source(config) as (source, published):
+        writer = threading.Thread(target=scanner, daemon=True)
+        writer.start()
+        inlet = open_inlet(f"{unique_prefix}-fMRI")
+        samples, _ = pull(inlet, 4, timeout=10)
+        writer.join(10)
+    # Indices keep the folder's sequence: the gap shows the two lost volumes.
+    np.testing.assert_array_equal(samples[:, 0], [0, 1, 4, 5])
+    expected, _ = simulator_means(good)
+    np.testing.assert_allclose(samples[:, 1:], expected, rtol=1e-6)
+    # The half-written file was published only once complete, with its full content.
+    assert published[1].path.name == "v02.nii" and published[1].published >= completed["v02.nii"]
+    assert source.skipped == 2
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        "v03.nii" in m and "skipped" in m and "(5, 10, 10)" in m and "(6, 10, 10)" in m for m in messages
+    )
+    assert any("v04.nii" in m and "still incomplete" in m for m in messages)
+
+
+@pytest.mark.lsl
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_cli_publishes_new_volumes_and_stops_cleanly(tmp_path, haxby, unique_prefix, stop_signal):
+    data, affine = haxby
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "stale-0.nii.gz").write_bytes(nifti_bytes(data[..., 9], affine))  # from an earlier run
+    mask = HAXBY / "sub001_brain_mask_25mm.nii.gz"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("LSLAPICFG", None)  # the CLI must set the loopback configuration itself
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT / "run_stream.py"), "fmri-source", "--watch", str(folder),
+         "--mask", str(mask), "--tr", str(TR), "--prefix", unique_prefix, "--interval", "0.05"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=PROJECT,
+    )  # fmt: skip
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        header = "".join(lines)
+        assert f"name={unique_prefix}-fMRI" in header and f"source_id={unique_prefix}-fMRI-" in header
+        assert "skipping the 1 volume file(s) already there" in header
+        # --mask and --tr fix the layout and the rate: the stream exists before any volume.
+        inlet = open_inlet(f"{unique_prefix}-fMRI")
+        writer, _ = start_writer(
+            folder, [(f"vol{i}.nii.gz", nifti_bytes(data[..., i], affine)) for i in range(3)]
+        )
+        samples, _ = pull(inlet, 3, timeout=10)
+        channels = inlet.channel_count
+        writer.join(10)
+        process.send_signal(stop_signal)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 0, err
+    np.testing.assert_array_equal(samples[:, 0], [0, 1, 2])
+    assert channels == 1 + grid_parcellation(nib.load(mask).get_fdata() > 0).n_regions
+    for i in range(3):
+        assert f"volume {i:5d}  vol{i}.nii.gz" in out
+    assert "Stopping." in out and "Done: 3 volume(s) published, 0 skipped." in out
+    assert not pylsl.resolve_byprop("name", f"{unique_prefix}-fMRI", 1, 1.0)
+
+
+def test_cli_refuses_a_missing_folder_and_a_bad_tr(tmp_path):
+    from tests.cli import run_cli
+
+    missing = run_cli("fmri-source", "--watch", str(tmp_path / "nope"), timeout=60)
+    assert missing.returncode != 0 and "nope" in missing.stderr
+    bad = run_cli("fmri-source", "--watch", str(tmp_path), "--tr", "0", timeout=60)
+    assert bad.returncode == 2 and "--tr" in bad.stderr
+
+
+@pytest.mark.lsl
+def test_acquisition_consumes_the_source_with_a_replayed_eeg_stream(
+    tmp_path, haxby, short_dataset, unique_prefix
+):
+    from simulators.replay import SessionPlayer
+    from simulators.session import read_session
+    from stream.acquisition import Acquisition
+    from stream.config import AcquisitionConfig, StreamQuery, WindowConfig
+
+    data, affine = haxby
+    volumes = [data[..., i] for i in range(10)]
+    expected, names = simulator_means(volumes)
+    session = read_session(short_dataset, "99", "sleep-1")
+    eeg_prefix, scanner_prefix = f"{unique_prefix}-replay", f"{unique_prefix}-scanner"
+    window = WindowConfig(eeg_window=1.0, fmri_window=1.0, hop=0.5, max_fmri_wait=0.5)
+    config = AcquisitionConfig(
+        eeg=StreamQuery(name=f"{eeg_prefix}-EEG"), fmri=StreamQuery(name=f"{scanner_prefix}-fMRI"),
+        resolve_timeout=10, window=window,
+    )  # fmt: skip
+    source_config = SourceConfig(tmp_path, prefix=scanner_prefix, interval=0.05, wait_for_consumers=10)
+    windows = []
+    with running_source(source_config), SessionPlayer(session, prefix=eeg_prefix):
+        writer, _ = start_writer(
+            tmp_path, [(f"{i}.nii.gz", nifti_bytes(v, affine)) for i, v in enumerate(volumes)]
+        )
+        with Acquisition(config) as acquisition:  # resolves the fMRI stream once it opens with volume 0
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not (
+                windows and windows[-1].fmri_indices.size and windows[-1].fmri_indices[-1] >= 8
+            ):
+                try:
+                    windows.append(acquisition.queue.get(timeout=0.2))
+                except TimeoutError:
+                    continue
+            health = acquisition.health()
+        writer.join(10)
+    fmri = health["streams"]["fmri"]
+    assert fmri["connected"] and fmri["samples"] >= 9 and fmri["nominal_rate"] == pytest.approx(1 / TR)
+    assert windows and windows[-1].region_names == names and windows[-1].tr == pytest.approx(TR)
+    seen = {}
+    for w in windows:
+        for index, values in zip(w.fmri_indices, w.fmri, strict=True):
+            seen[int(index)] = values
+    # Volume 0 may come before the first window; from there on every volume is in a window.
+    assert sorted(seen) == list(range(min(seen), max(seen) + 1)) and max(seen) >= 8, sorted(seen)
+    for index, values in seen.items():
+        np.testing.assert_allclose(values, expected[index], rtol=1e-6)
