@@ -71,6 +71,17 @@ class ServerState:
         }
 
 
+def same_origin(origin: str | None, host: str | None) -> bool:
+    """Whether a browser's ``Origin`` is this server (``Host``); no ``Origin`` means no browser page.
+
+    Websockets are not covered by CORS: without this check any web page open in the control room's
+    browser could read the feed.
+    """
+    if origin is None:
+        return True
+    return host is not None and origin.split("://", 1)[-1].rstrip("/").lower() == host.lower()
+
+
 def _authorised(state: ServerState, token: str | None) -> bool:
     if state.token is None:
         return True
@@ -147,6 +158,9 @@ def create_app(state: ServerState) -> FastAPI:
         """The live feed: predictions, status and session messages (``docs/protocol.md``)."""
         if not _authorised(state, token):
             await websocket.close(code=1008, reason="a valid token is required")
+            return
+        if not same_origin(websocket.headers.get("origin"), websocket.headers.get("host")):
+            await websocket.close(code=1008, reason="cross-origin connections are refused")
             return
         wanted = {t for t in types.split(",") if t} or set(MESSAGE_TYPES)
         unknown = wanted - set(MESSAGE_TYPES)
