@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint slow clean default-bundle
+.PHONY: demo test lint slow reliability clean default-bundle
 
 # Surrogate subjects (real ds003768 scorings) the shipped default bundle is trained on.
 TRAINING_SUBJECTS ?= 04 07 09 11 14 15 16 19 23 24 25 27
@@ -25,6 +25,9 @@ test: $(STAMP)
 
 slow: $(STAMP)
 	$(PY) -m pytest -m slow
+
+reliability: $(STAMP)
+	$(PY) -m pytest -m reliability
 
 default-bundle: $(STAMP)
 	for subject in $(TRAINING_SUBJECTS); do \

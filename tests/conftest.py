@@ -98,3 +98,21 @@ def page(chromium, request):
     with contextlib.suppress(Exception):
         page.screenshot(path=str(ARTEFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+
+
+@pytest.fixture
+def reliability(request):
+    """Record a row of ``docs/reliability.md``: ``reliability(area, case, measured, behaviour, lost)``."""
+    from tests import reliability_report
+
+    def add(area: str, case: str, measured: str, behaviour: str, lost: str = "nothing", passed: bool = True):
+        reliability_report.record(area, case, measured, behaviour, lost, passed, request.node.nodeid)
+
+    return add
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Write the reliability table if reliability tests ran."""
+    from tests import reliability_report
+
+    reliability_report.write()

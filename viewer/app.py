@@ -9,7 +9,6 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
-
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
@@ -17,6 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from model.prediction import PROTOCOL_VERSION
+from viewer.analysis import router as analysis_router
 from viewer.feed import MESSAGE_TYPES, Broadcaster
 
 MAX_CLIENT_MESSAGE_BYTES = 4096
@@ -104,6 +104,7 @@ def create_app(state: ServerState) -> FastAPI:
             raise HTTPException(status_code=401, detail="a valid token is required")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(analysis_router)  # the analysis page and /api/analysis
 
     @app.get("/", include_in_schema=False)
     def live_page() -> FileResponse:
