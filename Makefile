@@ -27,7 +27,7 @@ slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
 reliability: $(STAMP)
-	$(PY) -m pytest -m reliability
+	$(PY) -m pytest -m "reliability or security"
 
 default-bundle: $(STAMP)
 	for subject in $(TRAINING_SUBJECTS); do \

@@ -60,10 +60,14 @@ def existing_folder(path: str, what: str) -> Path:
     return folder
 
 
-def stop_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt, so ``kill`` stops as cleanly as Ctrl-C."""
+def stop_on_signals() -> None:
+    """Stop as cleanly on SIGTERM (``kill``) as on Ctrl-C, and on SIGINT even when started in the background.
+
+    A shell starts background jobs with SIGINT ignored, and Python then leaves it ignored.
+    """
 
     def interrupt(*_) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)

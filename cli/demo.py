@@ -6,7 +6,7 @@ import argparse
 import math
 import uuid
 
-from cli.common import add_pipeline_options, apply_pipeline_options, speed, stop_on_sigterm
+from cli.common import add_pipeline_options, apply_pipeline_options, speed, stop_on_signals
 
 
 def add_parser(commands) -> None:
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         window=settings.window,
         queue_size=settings.streams.queue_size,
     )
-    stop_on_sigterm()
+    stop_on_signals()
     with player:
         print(
             f"Replaying {session.label} at {args.speed:g}x as {prefix}-EEG/-fMRI/-Triggers/-Truth", flush=True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from cli.common import add_pipeline_options, apply_pipeline_options, stop_on_sigterm
+from cli.common import add_pipeline_options, apply_pipeline_options, stop_on_signals
 
 
 def add_parser(commands) -> None:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except SettingsError as err:
         raise SystemExit(f"error: {err}") from None
-    stop_on_sigterm()
+    stop_on_signals()
     streams = settings.streams
     info = {"name": args.name, "mode": "live", "eeg": streams.eeg, "fmri": streams.fmri,
             "triggers": streams.triggers, "started_wall": time.time()}  # fmt: skip

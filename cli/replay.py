@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from cli.common import existing_folder, speed, stop_on_sigterm
+from cli.common import existing_folder, speed, stop_on_signals
 
 
 def add_parser(commands) -> None:
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         wait_for_consumers=args.wait_for_consumers,
         fmri_stamp_error=args.fmri_stamp_error,
     )
-    stop_on_sigterm()
+    stop_on_signals()
     with player:
         print(
             f"Replaying {session.label}: {session.duration:.0f} s of EEG at {session.sfreq:g} Hz, "

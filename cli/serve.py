@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from cli.common import add_server_options, stop_on_sigterm
+from cli.common import add_server_options, stop_on_signals
 
 
 def add_parser(commands) -> None:
@@ -27,7 +27,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C."""
-    from cli.session_runner import server_token
+    from cli.session_runner import analysis_limits, server_token
     from model.bundle import load_bundle
     from viewer.app import ServerState, is_loopback
     from viewer.recorded import RecordedSession
@@ -54,9 +54,14 @@ def run(args: argparse.Namespace) -> int:
                    "folder": str(recorded.folder), "predictions": recorded.predictions}  # fmt: skip
     bundle = load_bundle(settings.model.bundle_path)
     state = ServerState(
-        recorded=recorded, bundle=bundle, config=settings.as_dict(), session=session, token=token
+        recorded=recorded,
+        bundle=bundle,
+        config=settings.as_dict(),
+        session=session,
+        token=token,
+        analysis_limits=analysis_limits(settings),
     )
-    stop_on_sigterm()
+    stop_on_signals()
     with LiveServer(state, host=server.host, port=server.port) as live:
         print(
             f"Viewer: {live.url}/  analysis page: {live.url}/analysis  API docs: {live.url}/docs", flush=True

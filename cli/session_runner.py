@@ -25,6 +25,14 @@ def print_prediction(prediction) -> None:
     )
 
 
+def analysis_limits(settings: Settings):
+    """The analysis page's upload limits from the configuration."""
+    from viewer.csv_validation import AnalysisLimits
+
+    server = settings.server
+    return AnalysisLimits(max_bytes=server.max_upload_bytes, max_rows=server.max_upload_rows)
+
+
 def server_token(settings: Settings) -> str | None:
     """The access token from the environment variable the configuration names, if set."""
     return os.environ.get(settings.server.token_env) or None
@@ -113,7 +121,12 @@ def run_session(
             print(f"Recording the session in {recorder.folder}", flush=True)
         pipeline.add_sink(print_prediction)
         state = ServerState(
-            pipeline=pipeline, bundle=bundle, config=config, session=session_info, token=token
+            pipeline=pipeline,
+            bundle=bundle,
+            config=config,
+            session=session_info,
+            token=token,
+            analysis_limits=analysis_limits(settings),
         )
         print(f"Predictions on LSL: {outlet.names[0]}, {outlet.names[1]}", flush=True)
         with LiveServer(state, host=server.host, port=server.port) as live:

@@ -201,7 +201,7 @@ async def analyse(
 ) -> Response:
     """Validate, predict and analyse an uploaded feature table."""
     require_token(request)
-    limits = LIMITS
+    limits = getattr(request.app.state.server, "analysis_limits", None) or LIMITS
     try:
         data = await read_body(request, limits.max_bytes)
     except BodyTooLargeError as err:

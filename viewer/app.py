@@ -44,6 +44,7 @@ class ServerState:
     config: dict = field(default_factory=dict)
     session: dict = field(default_factory=dict)
     token: str | None = None
+    analysis_limits: object | None = None  # viewer.csv_validation.AnalysisLimits; its defaults when None
     started: float = field(default_factory=time.time)
 
     def history(self) -> list:
