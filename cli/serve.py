@@ -27,22 +27,16 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C."""
-    from cli.session_runner import analysis_limits, server_token
+    from cli.session_runner import analysis_limits, checked_server_token
     from model.bundle import load_bundle
-    from viewer.app import ServerState, is_loopback
+    from viewer.app import ServerState
     from viewer.recorded import RecordedSession
-    from viewer.server import LiveServer, check_port
+    from viewer.server import LiveServer
 
     settings = args.settings.replace("server", host=args.host, port=args.port)
     settings = settings.replace("model", bundle=args.model)
     server = settings.server
-    token = server_token(settings)
-    if not is_loopback(server.host) and not token:
-        raise SystemExit(f"error: serving on {server.host} requires a token: set {server.token_env}")
-    try:
-        check_port(server.host, server.port)
-    except OSError as err:
-        raise SystemExit(f"error: {err} with --port") from None
+    token = checked_server_token(settings)
     recorded = None
     session = {"name": "analysis", "mode": "serve"}
     if args.session:

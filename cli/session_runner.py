@@ -38,6 +38,25 @@ def server_token(settings: Settings) -> str | None:
     return os.environ.get(settings.server.token_env) or None
 
 
+def checked_server_token(settings: Settings) -> str | None:
+    """The token, after checking that the server can listen where configured; exits with a clear message."""
+    from viewer.app import is_loopback
+    from viewer.server import check_port
+
+    server = settings.server
+    token = server_token(settings)
+    if not is_loopback(server.host) and not token:
+        raise SystemExit(
+            f"error: serving on {server.host} (beyond this machine) requires a token: "
+            f"set the environment variable {server.token_env}"
+        )
+    try:
+        check_port(server.host, server.port)
+    except OSError as err:
+        raise SystemExit(f"error: {err} with --port") from None
+    return token
+
+
 def run_session(
     settings: Settings,
     acquisition_config: AcquisitionConfig,
@@ -76,21 +95,12 @@ def run_session(
     from stream.discovery import StreamMismatchError, StreamNotFoundError
     from stream.pipeline import Pipeline
     from stream.recorder import SessionRecorder
-    from viewer.app import ServerState, is_loopback
+    from viewer.app import ServerState
     from viewer.lsl_output import PredictionOutlet
-    from viewer.server import LiveServer, check_port
+    from viewer.server import LiveServer
 
     server = settings.server
-    token = server_token(settings)
-    if not is_loopback(server.host) and not token:
-        raise SystemExit(
-            f"error: serving on {server.host} (beyond this machine) requires a token: "
-            f"set the environment variable {server.token_env}"
-        )
-    try:
-        check_port(server.host, server.port)
-    except OSError as err:
-        raise SystemExit(f"error: {err} with --port") from None
+    token = checked_server_token(settings)
     bundle = load_bundle(settings.model.bundle_path)
     predictor = Predictor(bundle, backend=settings.model.backend)
     config = settings.as_dict()
