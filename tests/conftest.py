@@ -62,12 +62,13 @@ CHROMIUM_ARGS = [
 ARTEFACTS = Path(__file__).parent / "artefacts"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
     """Debian's chromium, headless, driven by Playwright (never Playwright's own browser download).
 
     Browser tests are skipped when chromium is not installed, unless ``SLEEPSTREAM_REQUIRE_BROWSER``
-    is set (CI sets it after installing chromium), in which case they fail.
+    is set (CI sets it after installing chromium), in which case they fail. Module-scoped: Playwright's
+    synchronous API keeps an event loop running in this thread, which later ``asyncio.run`` calls refuse.
     """
     import os
 
