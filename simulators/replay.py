@@ -19,6 +19,10 @@ start; at a speed factor above 1 they run ahead of the LSL clock, which keeps
 every interval between samples as recorded. Looping continues the timestamps
 and the volume index. The player runs in a background thread and is a context
 manager, so outlets are always closed.
+
+Stream faults (an EEG outlet that dies and returns, a stalled fMRI export,
+missing triggers, a clock jump, flat or NaN channels, a wrong EEG rate) are
+injected with ``faults=`` (:mod:`simulators.faults`).
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from simulators.faults import Fault, FaultSchedule
 from simulators.scoring import EPOCH_SECONDS
 from simulators.session import Session
 
@@ -74,6 +80,18 @@ class SessionPlayer:
         Standard deviation (s) of an error added to each fMRI timestamp, as from
         a scanner-side computer whose clock is not the EEG amplifier's (seeded;
         0 = exact acquisition times).
+    faults : sequence of Fault
+        Stream faults to inject (:mod:`simulators.faults`), at times of the replay
+        (session time since the start, continuing across loops). None by default.
+
+    Attributes
+    ----------
+    start_clock : float | None
+        LSL time of replay time 0 (set when the replay starts).
+    samples_withheld : int
+        EEG samples never sent because the EEG outlet was down.
+    fault_log : list of (float, str)
+        LSL time and description of every outlet lost or restored by a fault.
     """
 
     def __init__(
@@ -87,6 +105,7 @@ class SessionPlayer:
         prefix: str | None = None,
         wait_for_consumers: float = 0.0,
         fmri_stamp_error: float = 0.0,
+        faults: Sequence[Fault] = (),
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be > 0 (math.inf for as fast as possible), got {speed}")
@@ -104,6 +123,13 @@ class SessionPlayer:
         if not 0 <= fmri_stamp_error < session.tr / 2:
             raise ValueError(f"fmri_stamp_error must be in [0, TR/2), got {fmri_stamp_error}")
         self.fmri_stamp_error = float(fmri_stamp_error)
+        self.faults = FaultSchedule(faults, session.ch_names)
+        if self.faults and math.isinf(self.speed):
+            raise ValueError("faults need a finite speed: at speed max everything is sent at once")
+        if self.faults.rate_factor != 1 and loop:
+            raise ValueError("an EEG rate error cannot loop: the EEG would drift off the next pass")
+        # EEG samples per second of replay time (the nominal rate unless the amplifier's clock is off).
+        self._eeg_rate = session.sfreq * self.faults.rate_factor
         token = uuid.uuid4().hex[:8]
         kinds = [("EEG", "EEG"), ("fMRI", "fMRI"), ("Triggers", "Markers")]
         if with_truth:
@@ -118,7 +144,11 @@ class SessionPlayer:
         self._finished = threading.Event()
         self.error: BaseException | None = None
         self.samples_pushed = 0
+        self.samples_withheld = 0
         self.loops_completed = 0
+        self.start_clock: float | None = None
+        self.fault_log: list[tuple[float, str]] = []
+        self._buffered = 360
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> SessionPlayer:
@@ -160,19 +190,7 @@ class SessionPlayer:
         buffered = 360
         if math.isinf(self.speed):
             buffered = int(session.duration) + 60
-        eeg = pylsl.StreamInfo(
-            self.streams["EEG"].name,
-            "EEG",
-            len(session.ch_names),
-            session.sfreq,
-            "float32",
-            self.streams["EEG"].source_id,
-        )
-        eeg.set_channel_labels(session.ch_names)
-        eeg.set_channel_types(list(session.ch_types))
-        eeg.set_channel_units(list(session.channel_units))
-        self._describe(eeg, reference="FCz", manufacturer="Brain Products (replay)")
-
+        self._buffered = buffered
         n_regions = session.parcellation.n_regions
         fmri = pylsl.StreamInfo(
             self.streams["fMRI"].name,
@@ -194,7 +212,7 @@ class SessionPlayer:
 
         triggers = self._marker_info("Triggers", markers="R128 = fMRI volume acquisition")
         outlets = {
-            "EEG": pylsl.StreamOutlet(eeg, max_buffered=buffered),
+            "EEG": self._eeg_outlet(),
             "fMRI": pylsl.StreamOutlet(fmri, max_buffered=buffered),
             "Triggers": pylsl.StreamOutlet(triggers, max_buffered=buffered),
         }
@@ -204,6 +222,25 @@ class SessionPlayer:
             )
             outlets["Truth"] = pylsl.StreamOutlet(truth, max_buffered=buffered)
         return outlets
+
+    def _eeg_outlet(self):
+        """A new EEG outlet (also when an outlet-loss fault ends: same name and source_id)."""
+        import pylsl
+
+        session = self.session
+        eeg = pylsl.StreamInfo(
+            self.streams["EEG"].name,
+            "EEG",
+            len(session.ch_names),
+            session.sfreq,
+            "float32",
+            self.streams["EEG"].source_id,
+        )
+        eeg.set_channel_labels(session.ch_names)
+        eeg.set_channel_types(list(session.ch_types))
+        eeg.set_channel_units(list(session.channel_units))
+        self._describe(eeg, reference="FCz", manufacturer="Brain Products (replay)")
+        return pylsl.StreamOutlet(eeg, max_buffered=self._buffered)
 
     def _marker_info(self, kind: str, **extra: str):
         """StreamInfo of a one-channel irregular string marker stream."""
@@ -237,7 +274,7 @@ class SessionPlayer:
                 deadline = time.monotonic() + self.wait_for_consumers
                 for outlet in self._outlets.values():
                     outlet.wait_for_consumers(max(0.0, deadline - time.monotonic()))
-            start_clock = pylsl.local_clock()
+            start_clock = self.start_clock = pylsl.local_clock()
             offset = 0.0
             while not self._stop.is_set():
                 self._replay_once(start_clock, offset, self.loops_completed * self.session.n_volumes)
@@ -256,8 +293,7 @@ class SessionPlayer:
         import pylsl
 
         session = self.session
-        sfreq = session.sfreq
-        events = self._event_schedule(volume_offset)
+        events = self.faults.reschedule(self._event_schedule(volume_offset), offset)
         next_sample = 0
         next_event = 0
         t0 = start_clock + offset  # LSL time of session time 0 in this pass
@@ -267,26 +303,66 @@ class SessionPlayer:
                 now = session.duration + self.fmri_lag
             else:
                 now = (pylsl.local_clock() - start_clock) * self.speed - offset
-            due = min(session.n_times, math.floor(now * sfreq) + 1)
-            while next_sample < due:
-                stop = min(due, next_sample + MAX_CHUNK_SAMPLES)
-                chunk = session.eeg_samples(next_sample, stop)
-                # liblsl stamps earlier samples of the chunk back from the last at 1/sfreq.
-                self._outlets["EEG"].push_chunk(chunk, t0 + (stop - 1) / sfreq)
-                self.samples_pushed += stop - next_sample
-                next_sample = stop
-            while next_event < len(events) and events[next_event][0] <= now:
-                _, stamp, kind, value = events[next_event]
-                outlet = self._outlets[kind]
-                if kind == "fMRI":
-                    outlet.push_sample(value, t0 + stamp)
-                else:
-                    outlet.push_sample([value], t0 + stamp)
-                next_event += 1
+            next_sample = self._push_eeg(next_sample, now, t0, offset)
+            next_event = self._push_events(events, next_event, now, t0)
+            self._sync_eeg_outlet(offset + now)
             if next_sample >= session.n_times and next_event >= len(events):
                 return
             if not fast:
                 time.sleep(CHUNK_SECONDS)
+
+    def _push_eeg(self, next_sample: int, now: float, t0: float, offset: float) -> int:
+        """Push the EEG samples due by ``now`` (seconds of this pass); return the next one to push.
+
+        Chunks are split where a fault takes the EEG outlet down or brings it back.
+        """
+        due = min(self.session.n_times, math.floor(now * self._eeg_rate) + 1)
+        breaks = [math.ceil((t - offset) * self._eeg_rate) for t in self.faults.eeg_breaks()]
+        while next_sample < due:
+            stop = min([due, next_sample + MAX_CHUNK_SAMPLES, *(b for b in breaks if b > next_sample)])
+            self._push_eeg_chunk(next_sample, stop, t0, offset)
+            next_sample = stop
+        return next_sample
+
+    def _push_eeg_chunk(self, start: int, stop: int, t0: float, offset: float) -> None:
+        """Push EEG samples ``start:stop`` of this pass, with whatever faults apply to them."""
+        times = np.arange(start, stop) / self._eeg_rate  # seconds of this pass
+        faults = self.faults
+        self._sync_eeg_outlet(offset + times[0])
+        if "EEG" not in self._outlets:  # the outlet is down: these samples are never sent
+            self.samples_withheld += stop - start
+            return
+        chunk = faults.corrupt_eeg(self.session.eeg_samples(start, stop), offset + times)
+        stamps = t0 + times + faults.eeg_clock_shift(offset + times)
+        # Without retiming, liblsl stamps earlier samples of the chunk back from the last at 1/sfreq.
+        self._outlets["EEG"].push_chunk(chunk, stamps if faults.retimes_eeg else float(stamps[-1]))
+        self.samples_pushed += stop - start
+
+    def _push_events(self, events: list, next_event: int, now: float, t0: float) -> int:
+        """Push the markers and fMRI samples due by ``now``; return the next one to push."""
+        while next_event < len(events) and events[next_event][0] <= now:
+            _, stamp, kind, value = events[next_event]
+            outlet = self._outlets[kind]
+            if kind == "fMRI":
+                outlet.push_sample(value, t0 + stamp)
+            else:
+                outlet.push_sample([value], t0 + stamp)
+            next_event += 1
+        return next_event
+
+    def _sync_eeg_outlet(self, replay_time: float) -> None:
+        """Destroy or re-create the EEG outlet as the outlet-loss faults say it is at ``replay_time``."""
+        down = self.faults.eeg_outlet_down(replay_time)
+        if down == ("EEG" not in self._outlets):
+            return
+        import pylsl
+
+        if down:
+            del self._outlets["EEG"]  # the last reference: liblsl destroys the outlet
+            self.fault_log.append((pylsl.local_clock(), f"EEG outlet closed at {replay_time:.2f} s"))
+        else:
+            self._outlets["EEG"] = self._eeg_outlet()
+            self.fault_log.append((pylsl.local_clock(), f"EEG outlet open again at {replay_time:.2f} s"))
 
     def _event_schedule(self, volume_offset: int) -> list[tuple[float, float, str, object]]:
         """Every marker and fMRI sample as (due time, timestamp, outlet, value)."""

@@ -98,16 +98,39 @@ class SampleRingBuffer:
         times, data, _ = self.between_numbered(start, stop)
         return times, data
 
-    def between_numbered(self, start: float, stop: float) -> tuple[np.ndarray, np.ndarray, int]:
+    def between_numbered(
+        self, start: float, stop: float, *, channels_first: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, int]:
         """Like :meth:`between`, plus the sequence number of the first sample returned.
 
         Samples are numbered 0, 1, 2... in the order they were appended since the
         buffer was created, so the same sample has the same number in every window.
+
+        Parameters
+        ----------
+        start, stop : float
+            Bounds, ``start < time <= stop``.
+        channels_first : bool
+            Return the data as a C-contiguous ``(n_channels, n)`` array (one
+            transposing copy), in which per-channel reductions over time are fast.
         """
         times, data = self._view()
         first = int(np.searchsorted(times, start, side="right"))
         last = int(np.searchsorted(times, stop, side="right"))
-        return times[first:last].copy(), data[first:last].copy(), self.total - self.count + first
+        picked = data[first:last]
+        picked = np.ascontiguousarray(picked.T) if channels_first else picked.copy()
+        return times[first:last].copy(), picked, self.total - self.count + first
+
+    def count_between(self, start: float, stop: float) -> int:
+        """Number of samples with ``start < time <= stop`` (nothing copied)."""
+        times, _ = self._view()
+        return int(np.searchsorted(times, stop, side="right") - np.searchsorted(times, start, side="right"))
+
+    def first_after(self, time: float) -> float | None:
+        """Timestamp of the oldest sample later than ``time``, or None."""
+        times, _ = self._view()
+        index = int(np.searchsorted(times, time, side="right"))
+        return float(times[index]) if index < times.size else None
 
 
 class EventBuffer:

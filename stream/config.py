@@ -80,7 +80,8 @@ class WindowConfig:
     min_eeg_coverage : float
         Fraction of the expected EEG samples a window needs to be usable.
     flat_threshold_uv : float
-        A channel whose peak-to-peak amplitude in a window is below this is flat.
+        A channel whose peak-to-peak amplitude is below this over any whole second of
+        a window is flat.
     gap_tolerance : float
         A jump between consecutive EEG timestamps longer than this many sample
         periods (beyond jitter) is a gap.

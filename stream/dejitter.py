@@ -106,6 +106,35 @@ class RegularClock:
         self._last_raw = -np.inf
         self.last_time = None
 
+    def restart_points(self, raw: np.ndarray) -> list[int]:
+        """Indices inside a chunk (> 0) where its timestamps jump back by more than ``backward_jump_reset``.
+
+        :meth:`process` recognises a restart at a chunk's first sample; a jump further in
+        (chunks as pulled need not start where the sender's clock was reset) is found here:
+        process the chunk in pieces split at these indices.
+
+        Parameters
+        ----------
+        raw : np.ndarray, shape (n,)
+            Timestamps of one chunk as received.
+
+        Returns
+        -------
+        points : list of int
+            Increasing indices; empty when the chunk holds one timeline.
+        """
+        raw = np.asarray(raw, dtype=float)
+        points: list[int] = []
+        start = 0
+        while raw.size - start > 1:
+            piece = raw[start:]
+            back = np.flatnonzero(piece[1:] < np.maximum.accumulate(piece)[:-1] - self.backward_jump_reset)
+            if not back.size:
+                break
+            start += int(back[0]) + 1
+            points.append(start)
+        return points
+
     def process(self, raw: np.ndarray) -> ClockUpdate:
         """Dejitter one chunk of raw (clock-corrected) timestamps.
 

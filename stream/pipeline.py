@@ -7,6 +7,7 @@ waiting for any of them: sinks must return at once (they queue what they need).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -87,5 +88,8 @@ class Pipeline:
                     except Exception:
                         self.errors += 1
                         logger.exception("a prediction sink failed")
+                # A backlog of windows is taken from the queue without suspending: let the
+                # loop's other tasks (websocket sends, status) run between windows.
+                await asyncio.sleep(0)
         finally:
             self.running = False

@@ -10,6 +10,7 @@ stream again by its query, so a replacement with a new source_id is found too.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 
@@ -209,7 +210,15 @@ class EegReader(StreamReader):
             )
 
     def handle(self, stamps: np.ndarray, data, lsl_now: float) -> None:
-        """Dejitter the chunk, count gaps and restarts, pass it on."""
+        """Dejitter the chunk, count gaps and restarts, pass it on.
+
+        A chunk in which the timeline jumps back is handled in pieces, one per timeline.
+        """
+        bounds = [0, *self.clock.restart_points(stamps), len(stamps)]
+        for start, stop in itertools.pairwise(bounds):
+            self._handle_piece(stamps[start:stop], data[start:stop], lsl_now)
+
+    def _handle_piece(self, stamps: np.ndarray, data, lsl_now: float) -> None:
         update: ClockUpdate = self.clock.process(stamps)
         health = self.health
         health.gaps += len(update.gaps)

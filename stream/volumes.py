@@ -149,27 +149,32 @@ class VolumePlacer:
                 del self._pending[index]
                 self._store(PlacedVolume(index, stamp, stamp, row, matched=False))
                 continue
-            time = None
-            if self.offset is not None:
-                time = self._trigger_time(index - self.offset)
-                disagrees = time is not None and abs(time - stamp) > self.tolerance
-                # Its trigger is "not yet here" although triggers are already past its time:
-                # a trigger was missed, the mapping is off.
-                overtaken = (
-                    time is None and bool(self._triggers) and self._triggers[-1][1] >= stamp - self.tolerance
-                )
-                if disagrees or overtaken:
-                    time = None
-                    self.offset = None  # re-anchor below
-                    self.remaps += 1
-            if self.offset is None:
-                nearest = self._nearest_trigger(stamp)
-                if nearest is not None:
-                    self.offset = index - nearest[0]
-                    time = nearest[1]
+            time = self._trigger_of(index, stamp)
             if time is not None:
                 del self._pending[index]
                 self._store(PlacedVolume(index, time, stamp, row, matched=True))
+
+    def _trigger_of(self, index: int, stamp: float) -> float | None:
+        """Time of volume ``index``'s trigger, re-anchoring the mapping when it is off; None if unknown."""
+        if self.offset is not None:
+            time = self._trigger_time(index - self.offset)
+            if time is not None and abs(time - stamp) <= self.tolerance:
+                return time
+            # Its trigger is "not yet here" and no trigger has reached its time: wait for it.
+            overtaken = bool(self._triggers) and self._triggers[-1][1] >= stamp - self.tolerance
+            if time is None and not overtaken:
+                return None
+        # No mapping yet, or the mapped trigger is not this volume's. A trigger at the volume's
+        # time says the mapping is off (a missed trigger, a new run, a restarted stream): re-anchor
+        # on it. None says this volume's own trigger never came (triggers stopped): the mapping
+        # stays, or every later call would re-anchor again until the volume is dropped.
+        nearest = self._nearest_trigger(stamp)
+        if nearest is None:
+            return None
+        if self.offset is not None:
+            self.remaps += 1
+        self.offset = index - nearest[0]
+        return nearest[1]
 
     def _store(self, volume: PlacedVolume) -> None:
         self._placed.append(volume)

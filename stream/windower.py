@@ -27,6 +27,8 @@ from stream.volumes import VolumePlacer
 EPOCH_SECONDS = 30.0
 VOLTAGE_TYPES = ("eeg", "eog", "ecg")
 MIN_FMRI_VOLUMES = 2
+FLAT_SECONDS = 1.0  # a channel flat over any whole second of a window is flat
+RATE_TOLERANCE = 0.01  # an EEG rate off its nominal rate by more than this is flagged
 
 
 @dataclass
@@ -44,7 +46,12 @@ class WindowQuality:
     gap_seconds : float
         Their total length inside the window.
     nonfinite_channels, flat_channels : list of str
-        Channels with NaN/inf values, or a peak-to-peak range below the flat threshold.
+        Channels with NaN/inf values, or a peak-to-peak range below the flat threshold
+        over at least one whole second of the window (1 s blocks from the window's start,
+        so any flat stretch of 2 s or more is caught).
+    eeg_rate : float | None
+        EEG sampling rate measured in the window (median interval of the dejittered
+        sample times), in Hz; flagged when it is more than 1 % off the nominal rate.
     fmri_volumes, fmri_expected : int
         Volumes in the fMRI window, and triggers in it (volumes there should be).
     fmri_unmatched : int
@@ -67,6 +74,7 @@ class WindowQuality:
     eeg_coverage: float
     gaps: int = 0
     gap_seconds: float = 0.0
+    eeg_rate: float | None = None
     nonfinite_channels: list[str] = field(default_factory=list)
     flat_channels: list[str] = field(default_factory=list)
     fmri_volumes: int = 0
@@ -306,13 +314,12 @@ class MultiRateWindower:
     def _skip_empty_windows(self) -> None:
         """Jump the grid over windows that would hold no EEG at all (after a long gap)."""
         end = self._next_end
-        times, _ = self.eeg.between(end - self.config.eeg_window, end)
-        if times.size:
+        if self.eeg.count_between(end - self.config.eeg_window, end):
             return
-        following, _ = self.eeg.between(end, math.inf)
-        if not following.size:
+        following = self.eeg.first_after(end)
+        if following is None:
             return
-        steps = math.ceil((following[0] - end) / self.config.hop)
+        steps = math.ceil((following - end) / self.config.hop)
         self.windows_skipped += steps
         self._next_end = end + steps * self.config.hop
 
@@ -334,8 +341,10 @@ class MultiRateWindower:
         start = end - config.eeg_window
         # Half a sample of slack keeps the count exact when window bounds fall on samples.
         half_period = 0.5 / self.sfreq
-        times, data, first_sample = self.eeg.between_numbered(start + half_period, end + half_period)
-        eeg = data.T
+        # Channels first and contiguous: the per-channel checks below (and the features) run along time.
+        times, eeg, first_sample = self.eeg.between_numbered(
+            start + half_period, end + half_period, channels_first=True
+        )
         quality = WindowQuality(
             eeg_expected=self._expected,
             eeg_received=times.size,
@@ -352,9 +361,11 @@ class MultiRateWindower:
         if times.size:
             finite = np.isfinite(eeg).all(axis=1)
             with np.errstate(invalid="ignore"):
-                flat = self._voltage & finite & (np.ptp(eeg, axis=1) < config.flat_threshold_uv)
+                flat = self._voltage & finite & self._flat_somewhere(eeg)
             quality.nonfinite_channels = [n for n, ok in zip(self.ch_names, finite, strict=True) if not ok]
             quality.flat_channels = [n for n, is_flat in zip(self.ch_names, flat, strict=True) if is_flat]
+        if times.size > 1:
+            quality.eeg_rate = round(1.0 / float(np.median(np.diff(times))), 3)
 
         volumes = self.volumes.volumes_between(end - config.fmri_window, end)
         fmri = (
@@ -394,6 +405,19 @@ class MultiRateWindower:
         self.windows_emitted += 1
         return window
 
+    def _flat_somewhere(self, eeg: np.ndarray) -> np.ndarray:
+        """Channels whose peak-to-peak stays below the flat threshold over a whole second of ``eeg``.
+
+        A channel flat for most of a window but not all of it is flagged too: its spectrum
+        would be zero in the Welch segments it fills.
+        """
+        block = max(1, round(FLAT_SECONDS * self.sfreq))
+        whole = eeg.shape[1] // block * block
+        if whole == 0:  # less than a second of data: the whole window is the block
+            return np.ptp(eeg, axis=1) < self.config.flat_threshold_uv
+        blocks = eeg[:, :whole].reshape(eeg.shape[0], -1, block)
+        return (np.ptp(blocks, axis=2) < self.config.flat_threshold_uv).any(axis=1)
+
     def _judge(self, quality: WindowQuality) -> None:
         config = self.config
         problems = quality.problems
@@ -405,10 +429,9 @@ class MultiRateWindower:
             problems.append(f"non-finite values in {', '.join(quality.nonfinite_channels)}")
         if quality.flat_channels:
             problems.append(f"flat channel(s) {', '.join(quality.flat_channels)}")
+        bad = set(quality.bad_channels)
         good_eeg = [
-            n
-            for n, t in zip(self.ch_names, self.ch_types, strict=True)
-            if t == "eeg" and n not in set(quality.bad_channels)
+            n for n, t in zip(self.ch_names, self.ch_types, strict=True) if t == "eeg" and n not in bad
         ]
         if not good_eeg:
             problems.append("no usable EEG channel")
@@ -416,6 +439,10 @@ class MultiRateWindower:
             problems.append(f"only {quality.fmri_volumes} fMRI volume(s) in the window")
         elif quality.fmri_expected and quality.fmri_volumes < quality.fmri_expected:
             problems.append(f"{quality.fmri_expected - quality.fmri_volumes} fMRI volume(s) missing")
+        rate = quality.eeg_rate
+        if rate is not None and abs(rate / self.sfreq - 1) > RATE_TOLERANCE:
+            off = rate / self.sfreq - 1
+            problems.append(f"EEG rate {rate:.2f} Hz, {off:+.1%} off its nominal {self.sfreq:g} Hz")
         if quality.fmri_staleness is not None and quality.fmri_staleness > self.tr + 0.5 / self.sfreq:
             problems.append(f"fMRI stale by {quality.fmri_staleness:.2f} s")
         if quality.fmri_unmatched:

@@ -59,6 +59,21 @@ def test_backward_jump_is_a_restart_and_small_disorder_is_counted():
     assert np.all(np.diff(update.times) > 0)
 
 
+def test_a_backward_jump_inside_a_chunk_is_found():
+    clock = RegularClock(250.0)
+    clock.process(1000 + np.arange(500) / 250)
+    # The sender's clock was reset 5 s back between samples 30 and 31 of a 50-sample chunk.
+    chunk = 1002 + np.arange(50) / 250
+    chunk[31:] -= 5.0
+    assert clock.restart_points(chunk) == [31]
+    assert clock.restart_points(chunk[:31]) == [] and clock.restart_points(np.array([5.0])) == []
+    twice = np.concatenate([chunk, chunk[-1] - 3 + np.arange(5) / 250])
+    assert clock.restart_points(twice) == [31, 50]
+    first, second = clock.process(chunk[:31]), clock.process(chunk[31:])
+    assert not first.restarted and second.restarted
+    np.testing.assert_allclose(second.times, chunk[31:], atol=1e-9)
+
+
 def test_rejects_a_stream_without_rate():
     with pytest.raises(ValueError, match="nominal rate > 0"):
         RegularClock(0.0)

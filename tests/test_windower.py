@@ -149,6 +149,32 @@ def test_bad_channels_are_flagged_not_fed_silently():
     assert all(w.quality.usable for w in windows)  # one good EEG channel is enough
 
 
+def test_a_channel_flat_for_part_of_a_window_is_flagged():
+    feed = Feed(100)
+    flat = (feed.eeg_times > T0 + 50) & (feed.eeg_times <= T0 + 70)  # Pz flat for 20 s
+    feed.eeg[flat, 2] = 0.0
+    windows = feed.play(make_windower())
+    overlap = [min(w.end, T0 + 70) - max(w.start, T0 + 50) for w in windows]
+    assert any(0 < o < 30 for o in overlap)
+    for window, flat_seconds in zip(windows, overlap, strict=True):
+        if flat_seconds >= 2:  # a whole aligned second is flat
+            assert window.quality.flat_channels == ["Pz"] and "flat channel(s) Pz" in window.quality.problems
+        elif flat_seconds <= 0:
+            assert window.quality.flat_channels == []
+
+
+def test_an_eeg_rate_off_its_nominal_rate_is_flagged():
+    feed = Feed(80)
+    feed.eeg_times = T0 + np.arange(feed.n) / (SFREQ * 1.02)  # the amplifier runs 2 % fast
+    windows = feed.play(make_windower())
+    assert windows
+    for window in windows:
+        assert window.quality.eeg_rate == pytest.approx(255.0, rel=1e-4)
+        assert "EEG rate 255.00 Hz, +2.0% off its nominal 250 Hz" in window.quality.problems
+        assert window.quality.usable
+    assert not any("EEG rate" in p for w in Feed(60).play(make_windower()) for p in w.quality.problems)
+
+
 def test_gap_is_flagged_and_empty_windows_are_skipped():
     feed = Feed(200)
     windower = make_windower()
@@ -211,6 +237,21 @@ def test_volume_placer_pending_until_trigger_and_remap_after_missed_trigger():
     placer.add_volumes(np.array([2]), np.array([10.0 + 2 * TR]), np.ones((1, 3)))
     assert placer.remaps == 1
     assert placer.volumes_between(0, 20)[-1].time == pytest.approx(10.01 + 2 * TR)
+
+
+def test_volume_placer_re_anchors_once_when_triggers_stop_and_return():
+    placer = VolumePlacer(TR, capacity=100)
+    times = 10.0 + np.arange(60) * TR
+    stopped = (times > 40) & (times < 80)  # no trigger for these volumes
+    for index, time in enumerate(times):
+        if not stopped[index]:
+            placer.add_triggers(np.array([time]))
+        placer.add_volumes(np.array([index]), np.array([time + 0.01]), np.ones((1, 3)))
+    assert placer.remaps == 1  # once, when the first trigger after the stop came
+    volumes = placer.volumes_between(0, times[-1] + 1)
+    assert [v.matched for v in volumes] == (~stopped).tolist()
+    matched = [v for v in volumes if v.matched]
+    np.testing.assert_allclose([v.time for v in matched], times[~stopped])
 
 
 def test_config_rejects_nonsense():

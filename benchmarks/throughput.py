@@ -1,0 +1,424 @@
+"""Throughput: a 15-minute run through the whole pipeline as fast as possible, and the offline path.
+
+The bundled surrogate sleep run (sub-27 sleep-2: 903 s, 250 Hz, 32 channels,
+428 volumes at TR 2.1 s) is replayed by ``simulators.replay.SessionPlayer`` at
+``speed=math.inf`` (every sample pushed at once; the outlets buffer the whole
+run) and consumed in the same process by the pipeline as ``run_stream.py demo``
+runs it: ``Acquisition`` (readers, dejitter, windower; its queue is made large
+enough to hold the whole run, so no window is dropped) → ``Pipeline`` (11
+features, the shipped model through the compiled ``Predictor``) → sinks (LSL
+prediction outlet, session recorder in a temporary folder, websocket
+broadcaster) → ``viewer.server.LiveServer`` with a websocket client receiving
+every prediction.
+
+Start-up is timed step by step and printed apart: imports (numpy, pylsl,
+TensorFlow, FastAPI/uvicorn), the session (generated once, then read from the
+cache), the model bundle, the compiled predictor (``tf.function``, XLA), the
+server with its client connected, and LSL (outlets, resolving and opening the
+four streams).
+
+The run is timed from the moment the four streams are connected (the replay
+starts then) to the last prediction. Three figures, because replay and
+consumer share the process and the machine's cores:
+
+- wall: end to end, replay included (the replay pushes the run in a fraction
+  of it, concurrently with the consumer);
+- consumer CPU: CPU time of the acquisition thread plus the server thread
+  (pipeline, sinks, websocket sends), read from their per-thread CPU clocks;
+  the replay's and the client's threads, and liblsl's own I/O threads, are
+  excluded (they are printed separately, with the whole process's CPU time);
+- pipeline compute: the sum of every prediction's ``latency_ms`` (features +
+  model + the Prediction), the processing alone.
+
+The offline reference computes the same windows with
+``features.offline.extract_session`` (same windower and extractor, no LSL) and
+then the live ``Predictor`` on every window, in the main thread.
+
+``--profile`` runs cProfile in the acquisition and server threads and prints
+the top costs (timings are then inflated by the profiler).
+
+Machine-readable lines start with ``throughput.``.
+
+Usage: python benchmarks/throughput.py [--run sleep-2] [--bare] [--no-server] [--profile]
+"""
+
+from __future__ import annotations
+
+import time
+
+STARTED = time.perf_counter()
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import cProfile  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import pstats  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from stream.lsl_safety import use_project_lsl_config  # noqa: E402
+
+use_project_lsl_config()
+
+import keras  # noqa: E402, F401  (imported here so that start-up shows imports apart)
+import pylsl  # noqa: E402, F401
+import tensorflow  # noqa: E402, F401
+from websockets.sync.client import connect  # noqa: E402
+
+import stream.acquisition  # noqa: E402
+from features.names import FEATURE_NAMES  # noqa: E402
+from features.offline import extract_session  # noqa: E402
+from model.bundle import load_bundle  # noqa: E402
+from model.inference import Predictor  # noqa: E402
+from simulators.replay import SessionPlayer  # noqa: E402
+from simulators.session import read_session  # noqa: E402
+from simulators.surrogate import BUNDLED_SUBJECT, DEMO_RUN, bundled_surrogate  # noqa: E402
+from stream.acquisition import Acquisition  # noqa: E402
+from stream.config import AcquisitionConfig  # noqa: E402
+from stream.pipeline import Pipeline  # noqa: E402
+from stream.recorder import SessionRecorder  # noqa: E402
+from viewer.app import ServerState  # noqa: E402
+from viewer.lsl_output import PredictionOutlet  # noqa: E402
+from viewer.server import LiveServer  # noqa: E402
+
+IMPORTED = time.perf_counter()
+GOAL_SECONDS = 0.9
+QUIET_SECONDS = 0.5
+
+
+def time_resolving(seconds: list[float]) -> None:
+    """Add the time the acquisition spends resolving streams (``find_stream``) to ``seconds[0]``."""
+    find_stream = stream.acquisition.find_stream
+
+    def timed(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return find_stream(*args, **kwargs)
+        finally:
+            seconds[0] += time.perf_counter() - started
+
+    stream.acquisition.find_stream = timed
+
+
+def thread_cpu(thread: threading.Thread) -> float:
+    """CPU seconds used so far by a live thread (its POSIX per-thread CPU clock)."""
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+class TimedPlayer(SessionPlayer):
+    """The project's replay, noting its own CPU time and when it pushed."""
+
+    cpu_seconds = math.nan
+    pushing: tuple[float, float] = (math.nan, math.nan)
+
+    def _run(self) -> None:
+        started = time.thread_time()
+        try:
+            super()._run()
+        finally:
+            self.cpu_seconds = time.thread_time() - started
+
+    def _replay_once(self, start_clock: float, offset: float, volume_offset: int) -> None:
+        began = time.perf_counter()
+        super()._replay_once(start_clock, offset, volume_offset)
+        self.pushing = (began, time.perf_counter())
+
+
+class FeedClient(threading.Thread):
+    """A websocket client counting predictions (and ``drops`` notices) until told to stop."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(name="feed-client", daemon=True)
+        self.url = url
+        self.predictions = 0
+        self.dropped = 0
+        self.last_received = math.nan
+        self.connected = threading.Event()
+        self.stop_requested = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        """Receive until a stop is requested."""
+        try:
+            with connect(self.url, open_timeout=10, max_size=None) as feed:
+                json.loads(feed.recv(timeout=10))  # the "session connected" message
+                self.connected.set()
+                while not self.stop_requested.is_set():
+                    try:
+                        message = json.loads(feed.recv(timeout=0.2))
+                    except TimeoutError:
+                        continue
+                    if message["type"] == "prediction":
+                        self.predictions += 1
+                        self.last_received = time.perf_counter()
+                    elif message["type"] == "drops":
+                        self.dropped = message["dropped"]
+        except BaseException as err:  # reported to the main thread
+            self.error = err
+        finally:
+            self.connected.set()
+
+
+class PipelineThread(threading.Thread):
+    """The pipeline in its own asyncio loop, when no server runs it (``--no-server``)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        super().__init__(name="pipeline", daemon=True)
+        self.pipeline = pipeline
+
+    def run(self) -> None:
+        """Consume windows until the acquisition stops."""
+        asyncio.run(self.pipeline.run())
+
+
+def profiled(target, profile: cProfile.Profile):
+    """``target`` run under ``profile`` (in whatever thread calls it)."""
+    return lambda *args: profile.runcall(target, *args)
+
+
+def top_costs(profile: cProfile.Profile, count: int) -> str:
+    """The ``count`` functions with the most own time, as pstats prints them."""
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(count)
+    return out.getvalue()
+
+
+def live_run(args: argparse.Namespace, session, bundle, timings: dict) -> dict:
+    """Start-up of the live parts, then the run; return the figures."""
+    started = time.perf_counter()
+    predictor = Predictor(bundle, backend=args.backend)
+    timings["model_compile"] = time.perf_counter() - started
+
+    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    config = AcquisitionConfig.for_replay(
+        prefix, with_truth=True, resolve_timeout=15, queue_size=4 * math.ceil(session.duration / 2.1)
+    )
+    acquisition = Acquisition(config)
+    # liblsl drops the oldest samples of an inlet holding more than max_buflen seconds; the
+    # replay pushes the whole run at once, so every inlet is made to hold it all.
+    for reader in acquisition.readers:
+        reader.max_buflen = math.ceil(session.duration) + 60
+    pipeline = Pipeline(acquisition, predictor)
+    done: list[float] = []
+    profiles = {"acquisition": cProfile.Profile(), "server": cProfile.Profile()}
+    if args.profile:
+        acquisition._run = profiled(acquisition._run, profiles["acquisition"])
+    figures: dict = {}
+    with tempfile.TemporaryDirectory() as folder:
+        recorder = None
+        if not args.bare:
+            pipeline.add_sink(PredictionOutlet(bundle.label_names, prefix=f"{prefix}-prediction"))
+            recorder = SessionRecorder(folder, "throughput-benchmark", {"model": bundle.identity})
+            pipeline.add_sink(recorder)
+        latencies: list[float] = []
+        pipeline.add_sink(lambda p: (latencies.append(p.latency_ms), done.append(time.perf_counter())))
+
+        started = time.perf_counter()
+        client = None
+        if args.no_server:
+            runner = PipelineThread(pipeline)
+            if args.profile:
+                runner.run = profiled(runner.run, profiles["server"])
+            runner.start()
+            server = None
+        else:
+            state = ServerState(pipeline=pipeline, bundle=bundle, session={"name": session.label})
+            server = LiveServer(state)
+            if args.profile:
+                server._run = profiled(server._run, profiles["server"])
+            server.start()
+            runner = server._thread
+            client = FeedClient(f"ws://{server.host}:{server.port}/ws?types=prediction")
+            client.start()
+            client.connected.wait(15)
+            if client.error is not None:
+                raise RuntimeError(f"the websocket client failed: {client.error}") from client.error
+        timings["server"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        player = TimedPlayer(
+            session, speed=math.inf, loop=False, with_truth=True, prefix=prefix, wait_for_consumers=30
+        )
+        try:
+            with player:
+                resolving = [0.0]
+                time_resolving(resolving)
+                acquisition.start()  # resolves and opens the four streams: the replay starts then
+                run_started = time.perf_counter()
+                timings["lsl_resolve"] = resolving[0]
+                timings["lsl_outlets_and_inlets"] = run_started - started - resolving[0]
+                cpu_before = {"acquisition": thread_cpu(acquisition._thread), "pipeline": thread_cpu(runner)}
+                if client is not None:
+                    cpu_before["client"] = thread_cpu(client)
+                process_before = time.process_time()
+                wait_until_quiet(player, acquisition, pipeline)
+                if client is not None:
+                    deadline = time.monotonic() + 10
+                    while client.predictions < pipeline.predictions and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                cpu = {"acquisition": thread_cpu(acquisition._thread), "pipeline": thread_cpu(runner)}
+                if client is not None:
+                    cpu["client"] = thread_cpu(client)
+                figures["process_cpu"] = time.process_time() - process_before
+                figures.update({f"{k}_cpu": cpu[k] - cpu_before[k] for k in cpu})
+                figures["health"] = acquisition.health()
+        finally:
+            if client is not None:
+                client.stop_requested.set()
+                client.join(5)
+            acquisition.stop()
+            if server is not None:
+                server.stop()
+            else:
+                runner.join(5)
+            if recorder is not None:
+                recorder.close()
+    figures.update(
+        windows=len(done),
+        wall=done[-1] - run_started if done else math.nan,
+        replay_push=player.pushing[1] - player.pushing[0],
+        replay_push_done=player.pushing[1] - run_started,
+        replay_cpu=player.cpu_seconds,
+        compute=sum(latencies) / 1e3,
+        first_window_ms=latencies[0] if latencies else math.nan,
+        client_predictions=client.predictions if client else None,
+        client_dropped=client.dropped if client else None,
+        client_wall=(client.last_received - run_started) if client else None,
+        profiles=profiles if args.profile else None,
+    )
+    return figures
+
+
+def wait_until_quiet(player, acquisition: Acquisition, pipeline: Pipeline, timeout: float = 120) -> None:
+    """Return once the replay is done and neither samples nor predictions came for a while.
+
+    A finite replay's last window never comes (it waits for a volume that is
+    never acquired), so the end is recognised by quiet, not by a count.
+    """
+    deadline = time.monotonic() + timeout
+    player.wait(timeout=timeout)
+    seen, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = (acquisition.eeg.health.samples, pipeline.predictions, len(acquisition.queue))
+        if now != seen:
+            seen, since = now, time.monotonic()
+        elif time.monotonic() - since >= QUIET_SECONDS:
+            return
+        time.sleep(0.01)
+    print(f"warning: the run did not end within {timeout:g} s", file=sys.stderr)
+
+
+def offline_run(session, bundle, backend: str) -> dict:
+    """The same session through ``extract_session`` and the live Predictor, in this thread."""
+    predictor = Predictor(bundle, backend=backend)
+    cpu, started = time.thread_time(), time.perf_counter()
+    table = extract_session(session)
+    extract = time.perf_counter() - started
+    values = table[list(FEATURE_NAMES)].to_numpy(dtype=float)
+    started = time.perf_counter()
+    for row in values:
+        predictor.predict(row)
+    predict = time.perf_counter() - started
+    return {
+        "windows": len(table),
+        "extract": extract,
+        "predict": predict,
+        "cpu": time.thread_time() - cpu,
+    }
+
+
+def main() -> None:
+    """Run the live and offline measurements and print the figures."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--run", default=DEMO_RUN, help=f"bundled surrogate run (default {DEMO_RUN}, 903 s)")
+    parser.add_argument("--bundle", default=str(PROJECT / "model" / "default_bundle"))
+    parser.add_argument(
+        "--backend",
+        choices=("tf-function", "litert"),
+        default="tf-function",
+        help="Predictor backend (default tf-function, as the demo runs it)",
+    )
+    parser.add_argument("--bare", action="store_true", help="no LSL prediction outlet nor session recorder")
+    parser.add_argument(
+        "--no-server", action="store_true", help="no web server nor client: the pipeline in its own thread"
+    )
+    parser.add_argument("--no-offline", action="store_true", help="skip the offline reference")
+    parser.add_argument("--profile", action="store_true", help="cProfile the acquisition and server threads")
+    parser.add_argument("--top", type=int, default=25, help="functions shown per profile")
+    args = parser.parse_args()
+
+    timings = {"imports": IMPORTED - STARTED}
+    started = time.perf_counter()
+    session = read_session(bundled_surrogate((args.run,)), BUNDLED_SUBJECT, args.run)
+    timings["session"] = time.perf_counter() - started
+    started = time.perf_counter()
+    bundle = load_bundle(args.bundle)
+    timings["model_load"] = time.perf_counter() - started
+    live = live_run(args, session, bundle, timings)
+
+    print(f"throughput.session={session.label}")
+    print(f"throughput.stream_seconds={session.duration:g}")
+    for name, seconds in timings.items():
+        print(f"throughput.startup_{name}_s={seconds:.3f}")
+    print(f"throughput.startup_total_s={sum(timings.values()):.3f}")
+    print(f"throughput.backend={args.backend}")
+    sinks = ([] if args.bare else ["lsl_outlet", "recorder"]) + ([] if args.no_server else ["feed"])
+    print(f"throughput.sinks={','.join(sinks) or 'none'}")
+    windows, wall = live["windows"], live["wall"]
+    print(f"throughput.windows={windows}")
+    print(f"throughput.wall_s={wall:.3f}")
+    print(f"throughput.windows_per_second={windows / wall:.0f}")
+    print(f"throughput.x_real_time={session.duration / wall:.0f}")
+    print(f"throughput.consumer_cpu_s={live['acquisition_cpu'] + live['pipeline_cpu']:.3f}")
+    print(f"throughput.acquisition_thread_cpu_s={live['acquisition_cpu']:.3f}")
+    print(f"throughput.pipeline_thread_cpu_s={live['pipeline_cpu']:.3f}")
+    print(f"throughput.pipeline_compute_s={live['compute']:.3f}")
+    print(f"throughput.pipeline_compute_ms_per_window={live['compute'] / windows * 1e3:.3f}")
+    print(f"throughput.first_window_ms={live['first_window_ms']:.2f}")
+    print(f"throughput.replay_push_s={live['replay_push']:.3f}")
+    print(f"throughput.replay_done_after_s={live['replay_push_done']:.3f}")
+    print(f"throughput.replay_thread_cpu_s={live['replay_cpu']:.3f}")
+    if live["client_predictions"] is not None:
+        print(f"throughput.client_thread_cpu_s={live['client_cpu']:.3f}")
+        print(f"throughput.client_predictions={live['client_predictions']}")
+        print(f"throughput.client_dropped={live['client_dropped']}")
+        print(f"throughput.client_last_received_s={live['client_wall']:.3f}")
+    print(f"throughput.process_cpu_s={live['process_cpu']:.3f}")
+    health = live["health"]
+    print(f"throughput.dropped_windows={health['windows']['dropped']}")
+    print(f"throughput.eeg_gaps={health['streams']['eeg']['gaps']}")
+    print(f"throughput.eeg_dropped_samples={health['streams']['eeg']['dropped_samples']}")
+
+    if not args.no_offline:
+        offline = offline_run(session, bundle, args.backend)
+        total = offline["extract"] + offline["predict"]
+        print(f"throughput.offline_windows={offline['windows']}")
+        print(f"throughput.offline_extract_s={offline['extract']:.3f}")
+        print(f"throughput.offline_predict_s={offline['predict']:.3f}")
+        print(f"throughput.offline_total_s={total:.3f}")
+        print(f"throughput.offline_cpu_s={offline['cpu']:.3f}")
+        print(f"throughput.offline_x_real_time={session.duration / total:.0f}")
+    consumer = live["acquisition_cpu"] + live["pipeline_cpu"]
+    print(
+        f"goal: a 15-min run in <= {GOAL_SECONDS:g} s of processing: "
+        f"wall {'met' if wall <= GOAL_SECONDS else 'NOT met'}, "
+        f"consumer CPU {'met' if consumer <= GOAL_SECONDS else 'NOT met'}"
+    )
+    if live["profiles"]:
+        for name, profile in live["profiles"].items():
+            print(f"\n--- cProfile, {name} thread, top {args.top} by own time ---")
+            print(top_costs(profile, args.top))
+
+
+if __name__ == "__main__":
+    main()
