@@ -26,7 +26,7 @@ the LSL-clock moment the sample was due (``t0 + (stamp − t0) / speed``).
 
 Breakdown (each on the same clock, from instrumentation added by this script):
 source block (timestamp → the replay hands the chunk to liblsl; the replay
-pushes every ``--block-ms``, 20 ms as shipped, like an amplifier's block),
+wakes when the next sample falls due, every 1–20 ms, or every ``--block-ms``),
 transport (→ the acquisition thread has pulled and dejittered it: LSL loopback
 plus the acquisition's 2 ms idle poll), windowing (→ the window is cut and
 queued), hand-off (→ the pipeline starts on it in the server's event loop),
@@ -37,7 +37,7 @@ minus the source block: the part the project controls plus LSL transport.
 
 Machine-readable lines start with ``latency.``.
 
-Usage: python benchmarks/latency.py [--windows 200] [--speed 1] [--block-ms 20] [--bare]
+Usage: python benchmarks/latency.py [--windows 200] [--speed 1] [--block-ms MS] [--bare]
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def instrument_pulls(acquisition: Acquisition, pulls: list[tuple[float, float]])
 def run(args: argparse.Namespace) -> dict:
     """Replay, run the pipeline and the server, receive predictions; return the raw records."""
     if args.block_ms is not None:
-        simulators.replay.CHUNK_SECONDS = args.block_ms / 1e3
+        simulators.replay.MIN_TICK_SECONDS = simulators.replay.MAX_TICK_SECONDS = args.block_ms / 1e3
     session = read_session(bundled_surrogate((DEMO_RUN,)), BUNDLED_SUBJECT, DEMO_RUN)
     bundle = load_bundle(args.bundle)
     predictor = Predictor(bundle, backend=args.backend)
@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> dict:
         "pushes": np.array(player.pushes).reshape(-1, 3),
         "sfreq": session.sfreq,
         "health": health,
-        "block_ms": simulators.replay.CHUNK_SECONDS * 1e3,
+        "block_ms": args.block_ms if args.block_ms is not None else 0.0,
     }
 
 
@@ -299,7 +299,7 @@ def main() -> None:
         "--block-ms",
         type=float,
         default=None,
-        help="the replay's push interval in ms (default: the replay's own, 20 ms)",
+        help="a fixed push interval of the replay in ms (default: the replay's own: as samples fall due)",
     )
     parser.add_argument(
         "--bare", action="store_true", help="no LSL prediction outlet nor session recorder: only the feed"
@@ -322,7 +322,11 @@ def main() -> None:
     health = records["health"]
     print(f"latency.windows={figures['total'].size}")
     print(f"latency.speed={args.speed:g}")
-    print(f"latency.replay_block_ms={records['block_ms']:g}")
+    print(
+        f"latency.replay_block_ms={records['block_ms']:g}"
+        if records["block_ms"]
+        else "latency.replay_tick=as_samples_fall_due"
+    )
     print(f"latency.backend={args.backend}")
     print(f"latency.sinks={'broadcaster' if args.bare else 'lsl_outlet,recorder,broadcaster'}")
     for name in ("total", "from_push"):

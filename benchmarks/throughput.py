@@ -198,14 +198,15 @@ def live_run(args: argparse.Namespace, session, bundle, timings: dict) -> dict:
     timings["model_compile"] = time.perf_counter() - started
 
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    # The replay pushes the whole run at once: every inlet must hold it all, the queue every window.
     config = AcquisitionConfig.for_replay(
-        prefix, with_truth=True, resolve_timeout=15, queue_size=4 * math.ceil(session.duration / 2.1)
+        prefix,
+        with_truth=True,
+        resolve_timeout=15,
+        queue_size=4 * math.ceil(session.duration / 2.1),
+        inlet_buffer_seconds=math.ceil(session.duration) + 60,
     )
     acquisition = Acquisition(config)
-    # liblsl drops the oldest samples of an inlet holding more than max_buflen seconds; the
-    # replay pushes the whole run at once, so every inlet is made to hold it all.
-    for reader in acquisition.readers:
-        reader.max_buflen = math.ceil(session.duration) + 60
     pipeline = Pipeline(acquisition, predictor)
     done: list[float] = []
     profiles = {"acquisition": cProfile.Profile(), "server": cProfile.Profile()}

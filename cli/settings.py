@@ -49,6 +49,8 @@ class StreamSettings:
         Seconds to wait for each stream at start.
     queue_size : int
         Windows held for a slow consumer before the oldest is dropped (and counted).
+    inlet_buffer_seconds : int
+        Seconds of data each LSL inlet holds before the oldest is dropped.
     """
 
     eeg: str = "type:EEG"
@@ -59,6 +61,7 @@ class StreamSettings:
     expected_eeg_rate: float | None = None
     resolve_timeout: float = 10.0
     queue_size: int = 64
+    inlet_buffer_seconds: int = 360
 
     def __post_init__(self) -> None:
         for name in ("eeg", "fmri", "triggers", "truth"):
@@ -180,6 +183,7 @@ class Settings:
             resolve_timeout=streams.resolve_timeout,
             window=self.window,
             queue_size=streams.queue_size,
+            inlet_buffer_seconds=streams.inlet_buffer_seconds,
         )
 
     def replace(self, section: str, **values) -> Settings:

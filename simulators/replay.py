@@ -40,7 +40,11 @@ from simulators.faults import Fault, FaultSchedule
 from simulators.scoring import EPOCH_SECONDS
 from simulators.session import Session
 
-CHUNK_SECONDS = 0.02
+# The replay wakes when the next EEG sample falls due (every sample period at real time), but at most
+# every MIN_TICK_SECONDS and at least every MAX_TICK_SECONDS: samples leave within a millisecond or
+# so of their timestamp, as from an amplifier that sends small blocks.
+MIN_TICK_SECONDS = 0.001
+MAX_TICK_SECONDS = 0.02
 MAX_CHUNK_SAMPLES = 4096
 
 
@@ -309,7 +313,12 @@ class SessionPlayer:
             if next_sample >= session.n_times and next_event >= len(events):
                 return
             if not fast:
-                time.sleep(CHUNK_SECONDS)
+                time.sleep(self._tick(next_sample, now))
+
+    def _tick(self, next_sample: int, now: float) -> float:
+        """Wall seconds to sleep until the next EEG sample is due, within the tick bounds."""
+        until_due = (next_sample / self.session.sfreq - now) / self.speed
+        return min(MAX_TICK_SECONDS, max(MIN_TICK_SECONDS, until_due))
 
     def _push_eeg(self, next_sample: int, now: float, t0: float, offset: float) -> int:
         """Push the EEG samples due by ``now`` (seconds of this pass); return the next one to push.

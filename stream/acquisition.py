@@ -52,10 +52,12 @@ class Acquisition:
             expected_rate=config.expected_eeg_rate,
             gap_tolerance=window.gap_tolerance,
             backward_jump_reset=window.backward_jump_reset,
+            max_buflen=config.inlet_buffer_seconds,
         )
-        self.fmri = FmriReader(config.fmri)
-        self.triggers = MarkerReader("triggers", config.triggers) if config.triggers else None
-        self.truth = MarkerReader("truth", config.truth) if config.truth else None
+        buffered = config.inlet_buffer_seconds
+        self.fmri = FmriReader(config.fmri, max_buflen=buffered)
+        self.triggers = MarkerReader("triggers", config.triggers, buffered) if config.triggers else None
+        self.truth = MarkerReader("truth", config.truth, buffered) if config.truth else None
         self.queue: WindowQueue[Window] = WindowQueue(config.queue_size)
         self.windower: MultiRateWindower | None = None
         self.error: BaseException | None = None

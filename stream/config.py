@@ -163,6 +163,9 @@ class AcquisitionConfig:
         Window geometry.
     queue_size : int
         Windows held for a slow consumer; beyond, the oldest is dropped (and counted).
+    inlet_buffer_seconds : int
+        Seconds of data each LSL inlet holds before liblsl drops the oldest (360 s covers any
+        real-time hiccup; consuming a replay pushed as fast as possible needs the whole run).
     """
 
     eeg: StreamQuery = field(default_factory=lambda: StreamQuery(stype="EEG"))
@@ -174,8 +177,11 @@ class AcquisitionConfig:
     resolve_timeout: float = 10.0
     window: WindowConfig = field(default_factory=WindowConfig)
     queue_size: int = 64
+    inlet_buffer_seconds: int = 360
 
     def __post_init__(self) -> None:
+        if self.inlet_buffer_seconds < 1:
+            raise ValueError(f"inlet_buffer_seconds must be >= 1, got {self.inlet_buffer_seconds}")
         if self.resolve_timeout <= 0:
             raise ValueError(f"resolve_timeout must be > 0, got {self.resolve_timeout}")
         if self.queue_size < 1:
