@@ -3,28 +3,124 @@
 Segments of ``segment_seconds`` (Hann window, constant detrend, as
 ``scipy.signal.welch``) lie on a fixed grid of step ``segment_seconds *
 (1 - overlap)``, counted in samples from the first sample of the first window. A window uses
-every grid segment lying wholly inside it. For each segment the PSD of every EEG channel
-and the cross-spectrum of every channel pair are computed once (one FFT per
-channel, one vectorised product for all pairs) and kept while windows still
-cover the segment; the window's spectra are running sums over its segments.
-Band powers and the spectral entropy come from the PSDs, the coherence from the
-pair cross-spectra. The result equals ``scipy.signal.welch`` and
+every grid segment lying wholly inside it. Each segment's spectrum (one FFT per EEG channel,
+the bins of the features' frequency span only) is computed once and kept while windows still
+cover the segment; the window's PSDs and the cross-spectra of all channel pairs are running
+sums over its segments: a segment's PSDs and pair products are added when it enters and
+subtracted when it leaves. Band powers and the spectral entropy come from the PSDs, the
+coherence from the pair cross-spectra. The result equals ``scipy.signal.welch`` and
 ``scipy.signal.coherence`` applied to the samples the segments span (tested).
+
+Pairs are stored in :class:`PairLayout` order (by circular channel distance), in which the
+products of all pairs, and the coherence weights, are two broadcast operations over shifted
+views of the channels: no Python loop over channels or pairs, no gathered copies.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
+from numpy.lib.stride_tricks import as_strided
 from scipy.signal import get_window
 
 from features.config import FeatureConfig
 
 RESUM_EVERY = 256
+CHUNK_ROWS = 128  # pairs per chunk of the running-sum update (4 channel shifts of 32)
 LARGE_SHARE = 0.25
+
+
+class PairLayout:
+    """Order of the channel pairs in cross-spectral arrays: by circular distance between channels.
+
+    For ``n`` channels, row ``(d - 1) * n + i`` holds the pair ``(i, (i + d) mod n)``, for
+    ``d = 1 .. (n - 1) // 2`` and ``i = 0 .. n - 1``; for even ``n`` the last ``n / 2`` rows hold
+    the pairs ``(i, i + n / 2)``, ``i < n / 2``. Each of the ``n (n - 1) / 2`` unordered pairs
+    appears once, as ``(first[row], second[row])``; its cross-spectrum is
+    ``X_first conj(X_second)``. In this order the products of every pair are one broadcast
+    product of the channels with the channels shifted by ``d`` (plus one for the half
+    distance), where the upper-triangle order needs a loop over channels or gathered copies.
+
+    Parameters
+    ----------
+    n_channels : int
+        Number of channels.
+
+    Attributes
+    ----------
+    first, second : np.ndarray of int, shape (n_pairs,)
+        The two channels of each row.
+    row : np.ndarray of int, shape (n_channels, n_channels)
+        Row of the pair ``{i, j}`` (either order); -1 on the diagonal.
+    """
+
+    def __init__(self, n_channels: int) -> None:
+        n = n_channels
+        self.n_channels = n
+        self.n_shifts = max(0, (n - 1) // 2)
+        self.n_half = n // 2 if n % 2 == 0 else 0
+        self.n_pairs = n * (n - 1) // 2
+        channels = np.arange(n)
+        shifted = (channels[None, :] + np.arange(1, self.n_shifts + 1)[:, None]) % n
+        self.first = np.concatenate([np.tile(channels, self.n_shifts), channels[: self.n_half]])
+        self.second = np.concatenate([shifted.ravel(), channels[: self.n_half] + self.n_half])
+        self.row = np.full((n, n), -1)
+        self.row[self.first, self.second] = np.arange(self.n_pairs)
+        self.row[self.second, self.first] = np.arange(self.n_pairs)
+        for array in (self.first, self.second, self.row):
+            array.flags.writeable = False
+
+    def plan(self, doubled: np.ndarray, out: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """Operands of the pair products ``out[row] = left[first] * right[second]``.
+
+        Parameters
+        ----------
+        doubled : np.ndarray, shape (2 * n_channels, ...)
+            The right operand stacked twice (``doubled[k] = right[k % n_channels]``).
+        out : np.ndarray, shape (n_pairs, ...)
+            Where the products go (C-contiguous).
+
+        Returns
+        -------
+        plan : list of (int, np.ndarray, np.ndarray)
+            ``(count, right_view, out_view)``: ``np.multiply(left[:count], right_view,
+            out=out_view)`` for each entry computes every row (views, computed once per buffer).
+        """
+        n, shifts, half = self.n_channels, self.n_shifts, self.n_half
+        steps: list[tuple[int, np.ndarray, np.ndarray]] = []
+        if shifts:
+            # Overlapping views doubled[d : d + n] for d = 1 .. shifts, as one array.
+            shape, strides = (shifts, n, *doubled.shape[1:]), (doubled.strides[0], *doubled.strides)
+            right = (
+                np.ndarray(shape, doubled.dtype, buffer=doubled, offset=doubled.strides[0], strides=strides)
+                if doubled.flags.c_contiguous  # the direct constructor is much cheaper than as_strided
+                else as_strided(doubled[1:], shape=shape, strides=strides, writeable=False)
+            )
+            block = out[: shifts * n].view()
+            block.shape = (shifts, n, *out.shape[1:])  # raises rather than copy a non-contiguous `out`
+            steps.append((n, right, block))
+        if half:
+            steps.append((half, doubled[half:n], out[shifts * n :]))
+        return steps
+
+    def upper_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the pairs in ``np.triu_indices(n, k=1)`` order, and which are stored as ``(j, i)``.
+
+        ``pairs[rows]``, conjugated where ``swapped``, is the upper-triangle order.
+        """
+        upper_i, upper_j = np.triu_indices(self.n_channels, k=1)
+        rows = self.row[upper_i, upper_j]
+        return rows, self.first[rows] != upper_i
+
+
+@functools.lru_cache(maxsize=16)
+def pair_layout(n_channels: int) -> PairLayout:
+    """The (shared, read-only) :class:`PairLayout` of ``n_channels`` channels."""
+    return PairLayout(n_channels)
 
 
 @dataclass
@@ -38,8 +134,8 @@ class EegSpectra:
     psd_sum : np.ndarray, shape (n_channels, n_freqs)
         Sum over segments of each channel's power spectral density (µV²/Hz).
     pairs_sum : np.ndarray of complex, shape (n_pairs, n_freqs)
-        Sum over segments of the cross-spectral density of every pair ``i < j``
-        (``np.triu_indices`` order). Read-only: it is the running sum itself.
+        Sum over segments of the cross-spectral density of every pair, in
+        :class:`PairLayout` order. Read-only: it is the running sum itself.
     n_segments : int
         Segments summed.
     span : tuple of int
@@ -59,23 +155,34 @@ class EegSpectra:
 
     @property
     def pairs(self) -> np.ndarray:
-        """Welch cross-spectral density per pair (mean over segments)."""
+        """Welch cross-spectral density per pair (mean over segments), :class:`PairLayout` order."""
         return self.pairs_sum / self.n_segments
 
     def cross_matrix(self) -> np.ndarray:
         """Full Hermitian cross-spectral matrix, shape (n_channels, n_channels, n_freqs)."""
         n = self.psd_sum.shape[0]
-        upper_i, upper_j = np.triu_indices(n, k=1)
+        layout = pair_layout(n)
         pairs = self.pairs
         cross = np.zeros((n, n, self.freqs.size), dtype=complex)
         cross[np.arange(n), np.arange(n)] = self.psd
-        cross[upper_i, upper_j] = pairs
-        cross[upper_j, upper_i] = pairs.conj()
+        cross[layout.first, layout.second] = pairs
+        cross[layout.second, layout.first] = pairs.conj()
         return cross
 
 
+class _Segment:
+    """One segment's spectrum and PSDs, in buffers reused once it has left every window."""
+
+    __slots__ = ("power", "psd", "spectrum")
+
+    def __init__(self, n_channels: int, n_freqs: int) -> None:
+        self.spectrum = np.empty((n_channels, n_freqs), dtype=np.complex64)
+        self.psd = np.empty((n_channels, n_freqs))
+        self.power = 0.0
+
+
 class IncrementalWelch:
-    """Per-segment cross-spectra with a running window sum.
+    """Per-segment spectra with running window sums of the PSDs and pair cross-spectra.
 
     Parameters
     ----------
@@ -110,22 +217,49 @@ class IncrementalWelch:
         self._root_scale = np.float32(np.sqrt(2.0 / (sfreq * np.sum(window**2))))
         self._bin_slice = slice(int(self._bins[0]), int(self._bins[-1]) + 1)
         self._origin = origin
-        self._upper = np.triu_indices(n_channels, k=1)
-        self._segments: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._psd_sum = np.zeros((n_channels, self._bins.size))
-        self._pairs_sum = np.zeros((self._upper[0].size, self._bins.size), dtype=np.complex64)
+        n_freqs = self._bins.size
+        layout = pair_layout(n_channels)
+        # Work buffers (reused for every segment) and the running sums.
+        self._frame = np.empty((n_channels, self.length), dtype=np.float32)
+        self._squared = np.empty((n_channels, 2 * n_freqs))
+        self._conjugate = np.empty((2 * n_channels, n_freqs), dtype=np.complex64)
+        self._products = np.empty((layout.n_pairs, n_freqs), dtype=np.complex64)
+        self._plan = layout.plan(self._conjugate, self._products)
+        self._psd_sum = np.zeros((n_channels, n_freqs))
+        self._pairs_sum = np.zeros((layout.n_pairs, n_freqs), dtype=np.complex64)
+        # A segment's products are added to (or subtracted from) the running sum in chunks of
+        # about CHUNK_ROWS pairs, each through the head of the products buffer, which stays in
+        # cache: the full products array is never written and read back.
+        self._chunks: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        for count, right, block in layout.plan(self._conjugate, self._pairs_sum):
+            if block.ndim == 3:
+                step = max(1, CHUNK_ROWS // n_channels)
+                for start in range(0, block.shape[0], step):
+                    part = block[start : start + step]
+                    buffer = self._products[: part.shape[0] * n_channels].view()
+                    buffer.shape = part.shape
+                    self._chunks.append((count, right[start : start + step], buffer, part))
+            else:
+                self._chunks.append((count, right, self._products[: block.shape[0]], block))
+        self._segments: dict[int, _Segment] = {}
+        self._spare: list[_Segment] = []
         self._updates = 0
 
     def reset(self) -> None:
         """Forget the grid and every segment (a stream restarted)."""
         self._origin = None
+        self._spare.extend(self._segments.values())
         self._segments.clear()
         self._psd_sum[:] = 0
         self._pairs_sum[:] = 0
         self._updates = 0
 
     def spectra(
-        self, data: np.ndarray, times: np.ndarray, first_sample: int, rows: np.ndarray | None = None
+        self,
+        data: np.ndarray,
+        times: np.ndarray,
+        first_sample: int,
+        rows: np.ndarray | slice | None = None,
     ) -> EegSpectra | None:
         """Spectra of one window.
 
@@ -138,7 +272,7 @@ class IncrementalWelch:
         first_sample : int
             Sequence number of the window's first sample; segment k covers
             samples ``origin + k * step`` to ``+ length``.
-        rows : np.ndarray of int | None
+        rows : np.ndarray of int | slice | None
             Rows of ``data`` to use (the EEG channels); all rows when None.
 
         Returns
@@ -147,97 +281,120 @@ class IncrementalWelch:
             None when no whole segment lies in the window.
         """
         n = times.size
-        if n < self.length:
+        length, step = self.length, self.step
+        if n < length:
             return None
         if self._origin is None:
             self._origin = first_sample
+        offset = self._origin - first_sample
+        first_key = -(offset // step)  # ceil((first_sample - origin) / step)
+        first = offset + first_key * step  # its first sample in the window
+        count = (n - length - first) // step + 1
+        # Reject a segment spanning a dropout: its samples are not evenly spaced.
         period = (times[-1] - times[0]) / (n - 1)
-        first_key = -((self._origin - first_sample) // self.step)  # ceil((first_sample - origin) / step)
-        wanted: dict[int, int] = {}
-        key = first_key
-        while True:
-            index = self._origin + key * self.step - first_sample
-            if index + self.length > n:
-                break
-            # Reject a segment spanning a dropout: its samples are not evenly spaced.
-            if (
-                abs(times[index + self.length - 1] - times[index] - (self.length - 1) * period)
-                <= 0.5 * period
-            ):
-                wanted[key] = index
-            key += 1
-        leaving = [k for k in self._segments if k not in wanted]
+        spans = times[first + length - 1 :: step][:count] - times[first::step][:count]
+        spans -= (length - 1) * period
+        even = np.abs(spans, out=spans) <= 0.5 * period
+        keys = range(first_key, first_key + count)
+        starts = range(first, first + count * step, step)
+        if even.all():
+            wanted = dict(zip(keys, starts, strict=True))
+        else:
+            wanted = {key: start for key, start, ok in zip(keys, starts, even.tolist(), strict=True) if ok}
+        segments = self._segments
         # Subtracting a segment from single-precision sums leaves its rounding behind;
         # re-sum exactly every RESUM_EVERY updates, and whenever a leaving segment
         # carried a large share of the power (an artefact), so errors never build up.
         resum = self._updates >= RESUM_EVERY
-        for stale in leaving:
-            psd, pairs = self._segments.pop(stale)
-            if resum or psd.sum() > LARGE_SHARE * self._psd_sum.sum():
-                resum = True
-            else:
-                self._psd_sum -= psd
-                self._pairs_sum -= pairs
-                self._updates += 1
+        leaving = [key for key in segments if key not in wanted]
+        if leaving:
+            total = float(self._psd_sum.sum())
+            for key in leaving:
+                stale = segments.pop(key)
+                self._spare.append(stale)
+                if resum or stale.power > LARGE_SHARE * total:
+                    resum = True
+                else:
+                    np.subtract(self._psd_sum, stale.psd, out=self._psd_sum)
+                    self._accumulate(stale.spectrum, np.subtract)
+                    self._updates += 1
+                    total -= stale.power
+        if rows is None:
+            rows = slice(None)
         for key, index in wanted.items():
-            if key not in self._segments:
-                segment = (
-                    data[:, index : index + self.length]
-                    if rows is None
-                    else data[rows, index : index + self.length]
-                )
-                psd, pairs = self._segment_spectra(segment)
-                self._segments[key] = (psd, pairs)
+            if key not in segments:
+                fresh = self._segment_spectra(data[rows, index : index + length])
+                segments[key] = fresh
                 if not resum:
-                    self._psd_sum += psd
-                    self._pairs_sum += pairs
+                    np.add(self._psd_sum, fresh.psd, out=self._psd_sum)
+                    self._accumulate(fresh.spectrum, np.add)
                     self._updates += 1
         if resum:
             self._resum()
         if not wanted:
             return None
         indices = list(wanted.values())
-        count = len(wanted)
         return EegSpectra(
             freqs=self.freqs,
             psd_sum=self._psd_sum.copy(),
             pairs_sum=self._pairs_sum,
-            n_segments=count,
-            span=(min(indices), max(indices) + self.length),
+            n_segments=len(indices),
+            span=(indices[0], indices[-1] + length),
         )
 
     def _resum(self) -> None:
         self._psd_sum[:] = 0
         pairs = np.zeros(self._pairs_sum.shape, dtype=np.complex128)
         for key in sorted(self._segments):
-            psd_part, pairs_part = self._segments[key]
-            self._psd_sum += psd_part
-            pairs += pairs_part
+            segment = self._segments[key]
+            self._psd_sum += segment.psd
+            pairs += self._pair_products(segment.spectrum)
         self._pairs_sum[:] = pairs
         self._updates = 0
 
-    def _segment_spectra(self, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # Single precision for the FFT and the pair products (the running sums are
-        # double): relative error ~1e-7, well inside what EEG amplitudes carry.
-        values = segment.astype(np.float32)
-        if not np.isfinite(values).all():
-            values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-        values -= values.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
-        values *= self._taper
-        spectrum = scipy.fft.rfft(values, axis=1)[:, self._bin_slice]
-        spectrum *= self._root_scale
-        psd = spectrum.real.astype(np.float64) ** 2
-        psd += spectrum.imag.astype(np.float64) ** 2
-        conjugate = spectrum.conj()
+    def _accumulate(self, spectrum: np.ndarray, operation: np.ufunc) -> None:
+        """Add (or subtract) one segment's pair products to the running sum, chunk by chunk."""
         n = spectrum.shape[0]
-        pairs = np.empty((self._upper[0].size, spectrum.shape[1]), dtype=np.complex64)
-        # All pairs (i, j > i) of one channel i in one vectorised product: a loop over
-        # channels, not over pairs, and no gathered copies of the spectra.
-        offset = 0
-        for i in range(n - 1):
-            np.multiply(spectrum[i], conjugate[i + 1 :], out=pairs[offset : offset + n - 1 - i])
-            offset += n - 1 - i
-        return psd, pairs
+        np.conjugate(spectrum, out=self._conjugate[:n])
+        self._conjugate[n:] = self._conjugate[:n]
+        for count, right, buffer, part in self._chunks:
+            np.multiply(spectrum[:count], right, out=buffer)
+            operation(part, buffer, out=part)
+
+    def _pair_products(self, spectrum: np.ndarray) -> np.ndarray:
+        """Cross-spectra ``X_i conj(X_j)`` of one segment, every pair, into the products buffer."""
+        n = spectrum.shape[0]
+        np.conjugate(spectrum, out=self._conjugate[:n])
+        self._conjugate[n:] = self._conjugate[:n]
+        for count, right, out in self._plan:
+            np.multiply(spectrum[:count], right, out=out)
+        return self._products
+
+    def _segment_spectra(self, segment: np.ndarray) -> _Segment:
+        # Single precision for the FFT and the pair products (the running PSD sums
+        # are double): relative error ~1e-7, well inside what EEG amplitudes carry.
+        frame = self._frame
+        # The mean in single precision: its rounding error (~1e-7 of the mean) is a
+        # constant, which the (periodic) Hann window confines to bins 0 and 1.
+        mean = np.add.reduce(segment, axis=1, keepdims=True, dtype=np.float32)
+        mean /= segment.shape[1]
+        if math.isfinite(mean.sum()):
+            np.subtract(segment, mean, out=frame, casting="unsafe")
+        else:  # a NaN or an infinity in a row makes its mean non-finite
+            np.copyto(frame, segment, casting="unsafe")
+            np.nan_to_num(frame, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            frame -= frame.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+        frame *= self._taper
+        result = self._spare.pop() if self._spare else _Segment(*self._psd_sum.shape)
+        spectrum, psd = result.spectrum, result.psd
+        np.multiply(scipy.fft.rfft(frame, axis=1)[:, self._bin_slice], self._root_scale, out=spectrum)
+        # |X|^2 in double precision: real and imaginary parts squared exactly, then added.
+        parts = self._squared
+        np.copyto(parts, spectrum.view(np.float32))
+        parts *= parts
+        np.add(parts[:, 0::2], parts[:, 1::2], out=psd)
+        result.power = float(np.add.reduce(psd, axis=None))
+        return result
 
 
 def band_powers(psd: np.ndarray, freqs: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -258,14 +415,13 @@ def band_powers(psd: np.ndarray, freqs: np.ndarray, config: FeatureConfig) -> np
         Delta, theta, alpha, beta, gamma: µV² (absolute), log10 µV² (log) or
         fraction of the power in ``spectrum_range`` (relative).
     """
-    df = freqs[1] - freqs[0]
-    membership = _band_membership(freqs.size, float(freqs[0]), float(df), tuple(config.bands.values()))
-    powers = psd @ membership * df
+    df = float(freqs[1] - freqs[0])
+    membership = _band_membership(freqs.size, float(freqs[0]), df, tuple(config.bands.values()))
+    powers = psd @ membership
     if config.power_scale == "relative":
-        low, high = config.spectrum_range
-        total = psd[:, (freqs >= low) & (freqs <= high)].sum(axis=1, keepdims=True) * df
-        powers = powers / total
-    mean = powers.mean(axis=0)
+        powers /= np.add.reduce(psd[:, _in_range(freqs, config.spectrum_range)], axis=1, keepdims=True)
+        df = 1.0
+    mean = np.add.reduce(powers, axis=0) * (df / powers.shape[0])
     return np.log10(mean) if config.power_scale == "log" else mean
 
 
@@ -283,18 +439,28 @@ def _band_membership(n_freqs: int, first: float, df: float, bands: tuple) -> np.
     return membership
 
 
+def _in_range(freqs: np.ndarray, span: tuple[float, float]) -> slice:
+    """The bins with ``span[0] <= f <= span[1]`` of increasing ``freqs``, as a slice."""
+    return slice(int(freqs.searchsorted(span[0], "left")), int(freqs.searchsorted(span[1], "right")))
+
+
 def spectral_entropy(psd: np.ndarray, freqs: np.ndarray, config: FeatureConfig) -> float:
     """Normalised Shannon entropy of the PSD in ``spectrum_range``, averaged over channels.
 
     ``H = -sum(p log p) / log(N)`` with ``p`` the PSD normalised to sum 1 over the
-    N bins; 1 for a flat spectrum, 0 for a single line.
+    N bins (``0 log 0 = 0``); 1 for a flat spectrum, 0 for a single line. Computed as
+    ``log(T) - sum(P log P) / T`` with ``T = sum(P)``, without normalising every bin.
     """
-    low, high = config.spectrum_range
-    band = psd[:, (freqs >= low) & (freqs <= high)]
-    p = band / band.sum(axis=1, keepdims=True)
+    band = psd[:, _in_range(freqs, config.spectrum_range)]
+    total = np.add.reduce(band, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * np.log(p), 0.0)
-    return float((-terms.sum(axis=1) / np.log(band.shape[1])).mean())
+        entropy = np.log(total) - np.einsum("ij,ij->i", band, np.log(band)) / total
+        if not np.isfinite(entropy).all():  # bins without power: 0 log 0 = 0
+            logs = np.zeros(band.shape)
+            np.log(band, out=logs, where=band > 0)
+            entropy = np.log(total) - np.einsum("ij,ij->i", band, logs) / total
+            entropy[~(total > 0)] = 0.0  # a channel without power: no bin contributes
+    return float(np.add.reduce(entropy) / (entropy.size * np.log(band.shape[1])))
 
 
 def mean_coherence(psd: np.ndarray, pairs: np.ndarray, freqs: np.ndarray, config: FeatureConfig) -> float:
@@ -308,24 +474,28 @@ def mean_coherence(psd: np.ndarray, pairs: np.ndarray, freqs: np.ndarray, config
     psd : np.ndarray, shape (n_channels, n_freqs)
         Power spectral densities.
     pairs : np.ndarray of complex, shape (n_pairs, n_freqs)
-        Cross-spectral densities of the pairs ``i < j`` in ``np.triu_indices`` order.
+        Cross-spectral densities of the pairs, in :class:`PairLayout` order.
     freqs : np.ndarray
-        Bin frequencies.
+        Bin frequencies (increasing).
     config : FeatureConfig
         Frequency range.
     """
-    low, high = config.spectrum_range
-    band = (freqs >= low) & (freqs <= high)
-    if not band.all():
-        psd, pairs = psd[:, band], pairs[:, band]
-    upper_i, upper_j = np.triu_indices(psd.shape[0], k=1)
-    inverse = (1.0 / psd).astype(pairs.real.dtype)  # the precision of the cross-spectra
-    weight = inverse[upper_i]
-    weight *= inverse[upper_j]
-    magnitude = pairs.real**2
-    magnitude += pairs.imag**2
-    magnitude *= weight
-    return float(magnitude.mean(dtype=np.float64))
+    band = _in_range(freqs, config.spectrum_range)
+    psd, pairs = psd[:, band], pairs[:, band]
+    n = psd.shape[0]
+    # |S_ij|^2 weighted by 1 / (S_ii S_jj): the weights are the pair products of the
+    # inverse PSDs, taken block by block over the same shifted views as the cross-spectra.
+    doubled = np.empty((2 * n, psd.shape[1]), dtype=pairs.real.dtype)  # the cross-spectra's precision
+    np.divide(1.0, psd, out=doubled[:n], casting="unsafe")
+    doubled[n:] = doubled[:n]
+    magnitude = np.abs(pairs)
+    magnitude *= magnitude
+    total = 0.0
+    for count, right, block in pair_layout(n).plan(doubled, magnitude):
+        block *= doubled[:count]
+        # Single-precision sums over the bins of each pair, then a double-precision total.
+        total += float(np.add.reduce(np.einsum("...f,...f->...", block, right), axis=None, dtype=np.float64))
+    return total / magnitude.size
 
 
 def mean_pearson(data: np.ndarray) -> float:
@@ -337,9 +507,9 @@ def mean_pearson(data: np.ndarray) -> float:
 
 def average_reference(cross: np.ndarray) -> np.ndarray:
     """Cross-spectral matrix after re-referencing to the common average of its channels."""
-    n = cross.shape[0]
-    projector = np.eye(n) - np.full((n, n), 1.0 / n)
-    return np.einsum("ai,ijf,bj->abf", projector, cross, projector)
+    # P C P with P = I - 1 1^T / n: subtract the row and column means, add back the grand mean.
+    rows = cross.mean(axis=1, keepdims=True)
+    return cross - rows - cross.mean(axis=0, keepdims=True) + rows.mean(axis=0, keepdims=True)
 
 
 def select_channels(spectra: EegSpectra, keep: np.ndarray, reference: str) -> tuple[np.ndarray, np.ndarray]:
@@ -349,17 +519,20 @@ def select_channels(spectra: EegSpectra, keep: np.ndarray, reference: str) -> tu
     -------
     psd_sum : np.ndarray, shape (n_keep, n_freqs)
     pairs_sum : np.ndarray, shape (n_keep * (n_keep - 1) / 2, n_freqs)
-        Both summed over the window's segments (divide by ``n_segments`` for means).
+        Both summed over the window's segments (divide by ``n_segments`` for means); the
+        pairs in the :class:`PairLayout` order of ``n_keep`` channels.
     """
     n = spectra.psd_sum.shape[0]
+    subset = pair_layout(keep.size)
     if reference == "average" and keep.size > 1:
         cross = average_reference(spectra.cross_matrix()[np.ix_(keep, keep)]) * spectra.n_segments
-        upper = np.triu_indices(keep.size, k=1)
-        return np.einsum("iif->if", cross).real, cross[upper]
+        return np.einsum("iif->if", cross).real, cross[subset.first, subset.second]
     if keep.size == n:
         return spectra.psd_sum, spectra.pairs_sum
-    index = np.full((n, n), -1)
-    upper_i, upper_j = np.triu_indices(n, k=1)
-    index[upper_i, upper_j] = np.arange(upper_i.size)
-    sub_i, sub_j = np.triu_indices(keep.size, k=1)
-    return spectra.psd_sum[keep], spectra.pairs_sum[index[keep[sub_i], keep[sub_j]]]
+    full = pair_layout(n)
+    first, second = keep[subset.first], keep[subset.second]
+    rows = full.row[first, second]
+    pairs = spectra.pairs_sum[rows]
+    swapped = full.first[rows] != first
+    pairs[swapped] = pairs[swapped].conj()
+    return spectra.psd_sum[keep], pairs

@@ -69,7 +69,10 @@ class FeatureExtractor:
         self.config = config or FeatureConfig()
         self._welch: IncrementalWelch | None = None
         self._eeg_rows: np.ndarray | None = None
+        self._eeg_take: np.ndarray | slice | None = None
         self._ch_types: tuple[str, ...] | None = None
+        self._ch_names: tuple[str, ...] | None = None
+        self._eeg_names: list[str] = []
 
     @staticmethod
     def _eeg_rows_of(ch_types: tuple[str, ...]) -> np.ndarray:
@@ -93,12 +96,22 @@ class FeatureExtractor:
         if window.ch_types != self._ch_types:
             self._ch_types = window.ch_types
             self._welch = None
-        eeg_rows = self._eeg_rows if self._welch is not None else self._eeg_rows_of(window.ch_types)
         if self._welch is None or window.quality.restarted:
+            eeg_rows = self._eeg_rows if self._welch is not None else self._eeg_rows_of(window.ch_types)
             self._welch = IncrementalWelch(window.sfreq, eeg_rows.size, config)
             self._eeg_rows = eeg_rows
+            # Consecutive rows are taken as a view, not a gathered copy.
+            contiguous = eeg_rows.size > 0 and np.array_equal(
+                eeg_rows, np.arange(eeg_rows[0], eeg_rows[-1] + 1)
+            )
+            self._eeg_take = slice(int(eeg_rows[0]), int(eeg_rows[-1]) + 1) if contiguous else eeg_rows
+            self._ch_names = None
+        eeg_rows = self._eeg_rows
+        if window.ch_names != self._ch_names:
+            self._ch_names = window.ch_names
+            self._eeg_names = [window.ch_names[row] for row in eeg_rows.tolist()]
         spectra = (
-            self._welch.spectra(window.eeg, window.eeg_times, window.eeg_first_sample, rows=eeg_rows)
+            self._welch.spectra(window.eeg, window.eeg_times, window.eeg_first_sample, rows=self._eeg_take)
             if eeg_rows.size
             else None
         )
@@ -106,10 +119,11 @@ class FeatureExtractor:
         bad = window.quality.bad_channels
         if bad:
             good = set(window.good_eeg_picks.tolist())
-            keep = np.array([k for k, row in enumerate(eeg_rows) if row in good], dtype=int)
+            keep = np.array([k for k, row in enumerate(eeg_rows.tolist()) if row in good], dtype=int)
+            result.eeg_channels = [self._eeg_names[k] for k in keep.tolist()]
         else:
             keep = np.arange(eeg_rows.size)
-        result.eeg_channels = [window.ch_names[eeg_rows[k]] for k in keep]
+            result.eeg_channels = list(self._eeg_names)
         if spectra is None:
             result.problems.append("no whole Welch segment of EEG in the window")
         elif keep.size == 0:

@@ -30,11 +30,13 @@ def regular_series(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
     series : np.ndarray, shape (indices.max() - indices.min() + 1, n_regions)
         One row per volume index.
     """
-    indices = np.asarray(indices, dtype=float)
-    full = np.arange(indices.min(), indices.max() + 1)
-    if full.size == indices.size:
+    indices = np.asarray(indices)
+    first, last = int(np.minimum.reduce(indices)), int(np.maximum.reduce(indices))
+    if last - first + 1 == indices.size:
         return values.astype(np.float64)
-    return np.column_stack([np.interp(full, indices, values[:, r]) for r in range(values.shape[1])])
+    full = np.arange(first, last + 1, dtype=float)
+    present = indices.astype(float)
+    return np.column_stack([np.interp(full, present, values[:, r]) for r in range(values.shape[1])])
 
 
 def alff(psc: np.ndarray, tr: float, band: tuple[float, float]) -> np.ndarray:
@@ -42,6 +44,8 @@ def alff(psc: np.ndarray, tr: float, band: tuple[float, float]) -> np.ndarray:
 
     The series is linearly detrended; its one-sided amplitude spectrum
     ``2 |X(f)| / N`` is summed over the bins with ``band[0] <= f <= band[1]``.
+    Detrending and the in-band DFT bins are one precomputed linear map, applied as a single
+    matrix product.
 
     Parameters
     ----------
@@ -58,10 +62,24 @@ def alff(psc: np.ndarray, tr: float, band: tuple[float, float]) -> np.ndarray:
         In percent.
     """
     n = psc.shape[0]
-    spectrum = np.abs(np.fft.rfft(_linear_residual(n) @ psc, axis=0)) * 2 / n
+    parts = _band_dft(n, float(tr), (float(band[0]), float(band[1]))) @ psc
+    bins = parts.shape[0] // 2
+    return np.hypot(parts[:bins], parts[bins:]).sum(axis=0)
+
+
+@functools.lru_cache(maxsize=16)
+def _band_dft(n: int, tr: float, band: tuple[float, float]) -> np.ndarray:
+    """Real and imaginary parts of the in-band DFT bins of the linear-detrend residual, times 2 / n.
+
+    Shape ``(2 * n_bins, n)``: rows ``[:n_bins]`` give the real parts, ``[n_bins:]`` the imaginary
+    parts, of ``2 X(f) / n`` for the bins ``f = k / (n tr)`` (``k <= n / 2``) inside ``band``.
+    """
     freqs = np.fft.rfftfreq(n, tr)
-    in_band = (freqs >= band[0]) & (freqs <= band[1])
-    return spectrum[in_band].sum(axis=0)
+    k = np.flatnonzero((freqs >= band[0]) & (freqs <= band[1]))
+    dft = np.exp(-2j * np.pi * np.outer(k, np.arange(n)) / n) @ _linear_residual(n) * (2.0 / n)
+    matrix = np.concatenate([dft.real, dft.imag])
+    matrix.flags.writeable = False
+    return matrix
 
 
 @functools.lru_cache(maxsize=16)
@@ -97,14 +115,15 @@ def fmri_features(values: np.ndarray, indices: np.ndarray, tr: float, config: Fe
     if values.shape[0] < config.min_fmri_volumes:
         return np.full(4, np.nan)
     series = regular_series(values, indices)
-    means = series.mean(axis=0)
-    psc = 100.0 * (series - means) / means
+    n, regions = series.shape
+    means = np.add.reduce(series, axis=0) / n
+    psc = series - means
+    psc *= 100.0 / means
+    # Each PSC column has zero mean, so its sample variance is its sum of squares / (n - 1).
+    # (numpy scalars throughout: no regions gives NaN, not an exception)
+    variance = np.einsum("ij,ij->", psc, psc) / np.float64((n - 1) * regions)
     region_alff = alff(psc, tr, config.alff_band)
-    return np.array(
-        [
-            float(values.mean()),
-            float(psc.var(axis=0, ddof=1).mean()),
-            float(region_alff.mean()),
-            float(region_alff.var(ddof=1)) if region_alff.size > 1 else 0.0,
-        ]
-    )
+    alff_mean = np.add.reduce(region_alff) / np.float64(regions)
+    spread = region_alff - alff_mean
+    alff_variance = (spread @ spread) / (regions - 1) if regions > 1 else 0.0
+    return np.array([values.mean(), variance, alff_mean, alff_variance], dtype=np.float64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import nibabel as nib
@@ -10,7 +11,7 @@ import pytest
 from scipy import signal
 
 from features.config import FeatureConfig
-from features.eeg import IncrementalWelch
+from features.eeg import IncrementalWelch, pair_layout
 from features.extractor import FeatureExtractor
 from features.fmri import fmri_features
 from features.names import FEATURE_NAMES
@@ -115,6 +116,62 @@ def test_hop_computes_only_new_segments(windows):
         if window.index > 0:
             assert len(computed) - before <= 2  # a 2.1 s hop brings one or two new 2 s-step segments
         assert spectra.n_segments in (13, 14)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 29, 32])
+def test_pair_layout_holds_every_pair_once_and_its_products(n):
+    layout = pair_layout(n)
+    pairs = {frozenset(pair) for pair in zip(layout.first.tolist(), layout.second.tolist(), strict=True)}
+    assert len(pairs) == layout.n_pairs == n * (n - 1) // 2 and all(len(pair) == 2 for pair in pairs)
+    rng = np.random.default_rng(n)
+    spectrum = rng.standard_normal((n, 7)) + 1j * rng.standard_normal((n, 7))
+    doubled = np.concatenate([spectrum.conj(), spectrum.conj()])
+    products = np.empty((layout.n_pairs, 7), dtype=complex)
+    for count, right, out in layout.plan(doubled, products):
+        np.multiply(spectrum[:count], right, out=out)
+    np.testing.assert_allclose(products, spectrum[layout.first] * spectrum[layout.second].conj(), rtol=1e-15)
+    rows, swapped = layout.upper_rows()
+    upper_i, upper_j = np.triu_indices(n, k=1)
+    upper = np.where(swapped[:, None], products[rows].conj(), products[rows])
+    np.testing.assert_allclose(upper, spectrum[upper_i] * spectrum[upper_j].conj(), rtol=1e-15)
+
+
+def test_cross_spectra_of_an_odd_channel_count_equal_scipy_csd(windows):
+    welch = IncrementalWelch(250.0, 7, FeatureConfig())
+    for window in windows[:20]:
+        spectra = welch.spectra(eeg_of(window)[:7], window.eeg_times, window.eeg_first_sample)
+    data = eeg_of(windows[19])[:7, spectra.span[0] : spectra.span[1]]
+    upper_i, upper_j = np.triu_indices(7, k=1)
+    # scipy's csd(x, y) is conj(X) Y: ours, X_i conj(X_j), is csd(x_j, x_i).
+    freqs, expected = signal.csd(data[upper_j], data[upper_i], fs=250.0, nperseg=1000, noverlap=500)
+    expected = expected[:, (freqs >= 0.5) & (freqs <= 45)]
+    rows, swapped = pair_layout(7).upper_rows()
+    pairs = np.where(swapped[:, None], spectra.pairs[rows].conj(), spectra.pairs[rows])
+    np.testing.assert_allclose(pairs, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+
+def scipy_mean_coherence(data):
+    """scipy.signal.coherence of every pair (broadcast over pairs), averaged over 0.5-45 Hz."""
+    freqs, coherence = signal.coherence(data[:, None], data[None], fs=250.0, nperseg=1000, noverlap=500)
+    upper = np.triu_indices(data.shape[0], k=1)
+    return coherence[upper][:, (freqs >= 0.5) & (freqs <= 45)].mean()
+
+
+@pytest.mark.parametrize("reference", ["recorded", "average"])
+def test_coherence_of_the_good_channels_equals_scipy(windows, reference):
+    extractor = FeatureExtractor(FeatureConfig(reference=reference))
+    for window in windows[:31]:
+        features = extractor.compute(window)
+    # 29 good channels left (an odd count): channel 4 flagged flat, on a copy of the window.
+    quality = dataclasses.replace(windows[31].quality, flat_channels=[windows[31].ch_names[4]])
+    window = dataclasses.replace(windows[31], quality=quality)
+    features = extractor.compute(window)
+    assert len(features.eeg_channels) == 29
+    span = extractor._welch.spectra(eeg_of(window), window.eeg_times, window.eeg_first_sample).span
+    data = np.delete(eeg_of(window), 4, axis=0)[:, span[0] : span[1]]
+    if reference == "average":
+        data = data - data.mean(axis=0)
+    assert features.values[6] == pytest.approx(scipy_mean_coherence(data), rel=RTOL)
 
 
 def test_pearson_option_is_the_mean_correlation(windows):
