@@ -93,6 +93,14 @@ class FeatureExtractor:
         config = self.config
         values = np.full(len(FEATURE_NAMES), np.nan)
         result = FeatureVector(values=values)
+        highest = config.frequency_span[1]
+        if not window.sfreq > 2 * highest:
+            result.problems.append(
+                f"EEG at {window.sfreq:g} Hz cannot give features up to {highest:g} Hz "
+                f"(needs more than {2 * highest:g} Hz)"
+            )
+            self._fmri_features(window, result)
+            return self._checked(result)
         if window.ch_types != self._ch_types:
             self._ch_types = window.ch_types
             self._welch = None
@@ -144,14 +152,44 @@ class FeatureExtractor:
                     data = data - data.mean(axis=0)
                 values[6] = mean_pearson(data)
 
+        self._fmri_features(window, result)
+        return self._checked(result)
+
+    def _fmri_features(self, window: Window, result: FeatureVector) -> None:
+        config = self.config
         volumes = window.fmri.shape[0]
         if volumes < config.min_fmri_volumes:
             result.problems.append(f"{volumes} fMRI volumes: fMRI features need {config.min_fmri_volumes}")
-        else:
-            values[7:11] = fmri_features(window.fmri, window.fmri_indices, window.tr, config)
-            if volumes * window.tr < ALFF_MIN_SECONDS:
+            return
+        result.values[7:11] = fmri_features(window.fmri, window.fmri_indices, window.tr, config)
+        if volumes * window.tr < ALFF_MIN_SECONDS:
+            result.problems.append(
+                f"fMRI window spans {volumes * window.tr:.0f} s: ALFF needs {ALFF_MIN_SECONDS:.0f} s "
+                "to resolve 0.01 Hz"
+            )
+
+    @staticmethod
+    def _checked(result: FeatureVector) -> FeatureVector:
+        """Name every feature that came out NaN or infinite without a reason already given.
+
+        Degenerate or out-of-range input (a region whose mean is 0, a PSD bin of exactly 0, EEG beyond
+        about 1e10 µV, fMRI values near the float32 limit) can make a feature non-finite; the window
+        is then flagged with the feature named, and the infinite value replaced by NaN.
+        """
+        values = result.values
+        bad = ~np.isfinite(values)
+        if not bad.any():
+            return result
+        explained_eeg = any(("EEG" in p or "Welch" in p) and "coherence" not in p for p in result.problems)
+        explained_coherence = explained_eeg or any("coherence" in p for p in result.problems)
+        explained_fmri = any("fMRI" in p and "ALFF needs" not in p for p in result.problems)
+        for index in np.flatnonzero(bad).tolist():
+            name = FEATURE_NAMES[index]
+            explained = explained_fmri if index >= 7 else explained_coherence if index == 6 else explained_eeg
+            if not explained:
+                modality = "fMRI" if index >= 7 else "EEG"
                 result.problems.append(
-                    f"fMRI window spans {volumes * window.tr:.0f} s: ALFF needs {ALFF_MIN_SECONDS:.0f} s "
-                    "to resolve 0.01 Hz"
+                    f"{modality} feature {name} is not finite (degenerate or out-of-range input)"
                 )
+        values[bad] = np.nan
         return result

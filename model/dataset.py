@@ -60,6 +60,11 @@ def read_feature_table(path: str | Path) -> pd.DataFrame:
     return table.sort_values(["subject", "task", "run", "window"], kind="stable").reset_index(drop=True)
 
 
+# Largest standard score given to the model: far beyond any real feature, small enough that the
+# network's single-precision arithmetic cannot overflow (tested up to 1e308 on both backends).
+MAX_STANDARD_SCORE = 1e4
+
+
 @dataclass(frozen=True)
 class Scaler:
     """Per-feature standardisation fitted on training rows."""
@@ -75,9 +80,18 @@ class Scaler:
         return cls(mean=mean, scale=np.where(scale > 0, scale, 1.0))
 
     def transform(self, features: np.ndarray) -> np.ndarray:
-        """Standardise; non-finite values become 0 (the training mean)."""
-        scaled = (features - self.mean) / self.scale
-        return np.where(np.isfinite(scaled), scaled, 0.0).astype(np.float32)
+        """Standardise; non-finite values become 0 (the training mean).
+
+        Standard scores are clipped to ``±MAX_STANDARD_SCORE``: a huge finite feature (1e300, an
+        overflowing computation upstream) would otherwise become infinite in single precision, or
+        overflow inside the network, and turn the probabilities into NaN. Training data never
+        comes near the bound (n rows cannot lie more than ``sqrt(n)`` standard deviations out). A
+        finite value whose standard score overflows is clipped too, not taken for a missing one.
+        """
+        features = np.asarray(features, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = np.clip((features - self.mean) / self.scale, -MAX_STANDARD_SCORE, MAX_STANDARD_SCORE)
+        return np.where(np.isfinite(features), scaled, 0.0).astype(np.float32)
 
     def to_dict(self) -> dict:
         """JSON-ready form."""

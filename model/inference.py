@@ -89,11 +89,28 @@ class Predictor:
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Probabilities for the window whose 11 features are given (NaN allowed: scaled to 0).
 
+        Any values give finite probabilities summing to 1: NaN and infinities count as missing (the
+        training mean), huge finite values are clipped (:meth:`model.dataset.Scaler.transform`).
+
         Returns
         -------
         probabilities : np.ndarray, shape (n_classes,)
+
+        Raises
+        ------
+        ValueError
+            If ``features`` is not a vector of the 11 features (the context is left unchanged).
         """
-        self._history.append(np.asarray(features, dtype=np.float64))
+        try:
+            vector = np.asarray(features, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"expected the {len(FEATURE_NAMES)} features as numbers: {err}") from None
+        if vector.shape != (len(FEATURE_NAMES),):
+            raise ValueError(
+                f"expected the {len(FEATURE_NAMES)} features {', '.join(FEATURE_NAMES)}; "
+                f"got an array of shape {vector.shape}"
+            )
+        self._history.append(vector)
         history = list(self._history)
         history = [history[0]] * (self.context - len(history)) + history
         batch = self.scaler.transform(np.stack(history))[np.newaxis]

@@ -26,6 +26,7 @@ import asyncio
 import csv
 import io
 import json
+import math
 import secrets
 import threading
 from pathlib import Path
@@ -54,6 +55,7 @@ SAMPLE_COLUMNS = ("subject", "task", "run", "window", "start", "end", *FEATURE_N
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "model" / "default_bundle"
 
 LIMITS = AnalysisLimits()  # the limits in force (tests may replace them)
+FORMATS = ("json", "csv")
 IMPORTANCE_SEED = 0
 
 router = APIRouter(tags=["analysis"])
@@ -94,7 +96,9 @@ class AnalysisResponse(BaseModel):
     lines: list[int] = Field(description="file line of every row (header = line 1)")
     groups: dict[str, Any] = Field(description="names of the row groups (runs) and the group of every row")
     scored: dict[str, Any] | None = Field(description="scored labels, when the file has a usable column")
-    feature_stats: dict[str, dict[str, float]]
+    feature_stats: dict[str, dict[str, float | None]] = Field(
+        description="mean, sd, min, max of every feature; None where it overflows (values near 1e308)"
+    )
     correlation: list[list[float | None]] = Field(description="11 x 11 Pearson correlation of the features")
     importance: dict[str, Any] = Field(description="permutation importance: method, mean and sd per feature")
     context: dict[str, Any]
@@ -197,10 +201,20 @@ def sample_csv(request: Request) -> FileResponse:
 )
 async def analyse(
     request: Request,
-    format: Literal["json", "csv"] = Query("json", description="json: the analysis; csv: the result table"),
+    # Checked here, not by FastAPI, so that a wrong value is answered like every other refused upload:
+    # 422 with a list of problems (the documented answer), not FastAPI's own validation error.
+    format: str = Query(
+        "json",
+        description="json: the analysis; csv: the result table",
+        json_schema_extra={"enum": list(FORMATS)},
+    ),
 ) -> Response:
     """Validate, predict and analyse an uploaded feature table."""
     require_token(request)
+    if format not in FORMATS:
+        shown = format if len(format) <= 40 else format[:40] + "…"
+        problem = Problem("bad_parameter", f"format={shown!r} is not one of {', '.join(FORMATS)}")
+        return problems_response(422, problem.message, [problem])
     limits = getattr(request.app.state.server, "analysis_limits", None) or LIMITS
     try:
         data = await read_body(request, limits.max_bytes)
@@ -411,22 +425,36 @@ def _analysis(table: FeatureTable, state, limits: AnalysisLimits) -> dict:
     }
 
 
-def _feature_stats(features: np.ndarray) -> dict[str, dict[str, float]]:
-    return {
-        name: {
-            "mean": float(np.mean(column)),
-            "sd": float(np.std(column, ddof=1)) if column.size > 1 else 0.0,
-            "min": float(np.min(column)),
-            "max": float(np.max(column)),
-        }
-        for name, column in zip(FEATURE_NAMES, features.T, strict=True)
-    }
+def _feature_stats(features: np.ndarray) -> dict[str, dict[str, float | None]]:
+    return {name: _column_stats(column) for name, column in zip(FEATURE_NAMES, features.T, strict=True)}
+
+
+def _column_stats(column: np.ndarray) -> dict[str, float | None]:
+    """Mean, sd, min and max of one column; None for a figure beyond the float range.
+
+    Values near the float limit (an upload may hold 1e308) overflow the sums: the mean and sd are
+    then computed on the column divided by its largest magnitude and scaled back.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = float(np.mean(column))
+        sd = float(np.std(column, ddof=1)) if column.size > 1 else 0.0
+        if not (math.isfinite(mean) and math.isfinite(sd)):
+            peak = float(np.max(np.abs(column)))
+            unit = column / peak
+            mean = float(np.mean(unit)) * peak
+            sd = float(np.std(unit, ddof=1)) * peak if column.size > 1 else 0.0
+    figures = {"mean": mean, "sd": sd, "min": float(np.min(column)), "max": float(np.max(column))}
+    return {key: value if math.isfinite(value) else None for key, value in figures.items()}
 
 
 def _correlation(features: np.ndarray) -> list[list[float | None]]:
     """Pearson correlation; None where a feature is constant (or fewer than 2 rows)."""
     if features.shape[0] < 2:
         return [[None] * len(FEATURE_NAMES) for _ in FEATURE_NAMES]
+    # The correlation does not depend on each column's scale: dividing by its largest magnitude keeps
+    # the sums of squares finite for values near the float limit.
+    peaks = np.abs(features).max(axis=0)
+    features = features / np.where(peaks > 0, peaks, 1.0)
     centred = features - features.mean(axis=0)
     norms = np.sqrt((centred**2).sum(axis=0))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -447,11 +475,18 @@ def _result_csv(data: bytes, table: FeatureTable, state) -> str:
     _, header = next(records)
     keep = [i for i, name in enumerate(header) if name.strip() not in added]  # results of an earlier run
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([header[i] for i in keep] + added)
+    minimal = csv.writer(out, lineterminator="\n")
+    # The csv module quotes a field holding "\r" only when "\r" is in the line terminator: a row with
+    # one is written fully quoted, or a reader would see a line break inside the field.
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+    def write(cells: list[str]) -> None:
+        (quoted if any("\r" in cell for cell in cells) else minimal).writerow(cells)
+
+    write([header[i] for i in keep] + added)
     for row, (_, fields) in enumerate(records):
         p = probabilities[row]
-        writer.writerow([fields[i] for i in keep] + [names[int(np.argmax(p))], *(f"{v:.6g}" for v in p)])
+        write([fields[i] for i in keep] + [names[int(np.argmax(p))], *(f"{v:.6g}" for v in p)])
     return out.getvalue()
 
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -20,6 +20,11 @@ from viewer.analysis import router as analysis_router
 from viewer.feed import MESSAGE_TYPES, Broadcaster
 
 MAX_CLIENT_MESSAGE_BYTES = 4096
+# Largest websocket frame the server reads at all (uvicorn's ws_max_size, see viewer.server): a bigger
+# one closes that connection (code 1009) before it is held in memory. Between the two limits a message
+# is read and answered with an error.
+MAX_WEBSOCKET_FRAME_BYTES = 64 * 1024
+UNAUTHORISED = {401: {"description": "a valid token is required (the server has one)"}}
 STATIC_DIR = Path(__file__).parent / "static"
 
 
@@ -117,22 +122,27 @@ def create_app(state: ServerState) -> FastAPI:
         """Liveness: the server answers."""
         return {"ok": True}
 
-    @app.get("/api/status")
-    def status(request: Request) -> dict:
+    # The token is checked as a dependency: before the parameters are validated, so that a request
+    # without it learns nothing but 401.
+    guarded = {"dependencies": [Depends(require_token)], "responses": UNAUTHORISED}
+
+    @app.get("/api/status", **guarded)
+    def status() -> dict:
         """Stream health, pipeline counters and connected clients."""
-        require_token(request)
         return state.status()
 
-    @app.get("/api/config")
-    def config(request: Request) -> dict:
+    @app.get("/api/config", **guarded)
+    def config() -> dict:
         """The configuration the pipeline runs with."""
-        require_token(request)
         return state.config
 
-    @app.get("/api/model")
-    def model_info(request: Request) -> dict:
+    @app.get(
+        "/api/model",
+        dependencies=[Depends(require_token)],
+        responses={**UNAUTHORISED, 404: {"description": "no model bundle loaded"}},
+    )
+    def model_info() -> dict:
         """The model bundle: identity, labels, context, metrics, versions."""
-        require_token(request)
         bundle = state.bundle
         if bundle is None:
             raise HTTPException(status_code=404, detail="no model bundle loaded")
@@ -143,14 +153,12 @@ def create_app(state: ServerState) -> FastAPI:
             "training": bundle.training,
         }
 
-    @app.get("/api/history")
+    @app.get("/api/history", **guarded)
     def history(
-        request: Request,
         since: float = Query(0.0, description="only predictions with stream_time > since"),
         limit: int = Query(500, ge=1, le=5000),
     ) -> JSONResponse:
         """Predictions after ``since``, oldest first, at most ``limit`` (page forward with ``since``)."""
-        require_token(request)
         records = state.history()
         picked = [p.to_message() for p in records if p.stream_time > since][:limit]
         return JSONResponse(picked)
@@ -220,7 +228,7 @@ async def _receive_loop(websocket: WebSocket, client, state: ServerState) -> Non
                 wanted = set(request["subscribe"])
                 if not wanted or not wanted <= set(MESSAGE_TYPES):
                     raise ValueError
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: "[[[[…" in 4 kB
                 await websocket.send_json({"type": "error", "version": PROTOCOL_VERSION,
                                            "error": 'expected {"subscribe": [types]} with types among '
                                                     f"{list(MESSAGE_TYPES)}"})  # fmt: skip

@@ -109,7 +109,8 @@ class Problem:
         Machine-readable kind: ``too_many_bytes``, ``empty``, ``binary``, ``encoding``, ``not_csv``,
         ``missing_columns``, ``misnamed_column``, ``duplicate_columns``, ``extra_columns``,
         ``origin_layout``, ``index_column``, ``ragged_rows``, ``non_numeric``, ``empty_cells``,
-        ``not_finite``, ``no_rows``, ``too_many_rows``.
+        ``not_finite``, ``no_rows``, ``too_many_rows``; ``bad_parameter`` (a query parameter of the
+        request, :mod:`viewer.analysis`).
     message : str
         What is wrong and how to fix it, for a person.
     severity : str

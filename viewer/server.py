@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from viewer.app import ServerState, create_app, is_loopback
+from viewer.app import MAX_WEBSOCKET_FRAME_BYTES, ServerState, create_app, is_loopback
 
 STATUS_INTERVAL = 2.0
 
@@ -103,7 +103,12 @@ class LiveServer:
         self._loop = asyncio.get_running_loop()
         state = self.state
         config = uvicorn.Config(
-            create_app(state), host=self.host, port=self.port, log_level="warning", lifespan="off"
+            create_app(state),
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            ws_max_size=MAX_WEBSOCKET_FRAME_BYTES,  # uvicorn's default would hold frames of 16 MB
         )
         self._server = uvicorn.Server(config)
         tasks = [asyncio.create_task(self._status_loop())]
