@@ -27,7 +27,7 @@ slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
 reliability: $(STAMP)
-	$(PY) -m pytest -m "reliability or security"
+	$(PY) -m pytest -m "reliability or security" -n 2 --dist worksteal
 
 default-bundle: $(STAMP)
 	for subject in $(TRAINING_SUBJECTS); do \

@@ -308,8 +308,8 @@ def main() -> None:
     parser.add_argument(
         "--backend",
         choices=("tf-function", "litert"),
-        default="tf-function",
-        help="Predictor backend (default tf-function, as the demo runs it)",
+        default="litert",
+        help="Predictor backend (default litert, as the demo and live run it)",
     )
     args = parser.parse_args()
     if args.windows < 2 or not args.speed > 0 or (args.block_ms is not None and not args.block_ms > 0):

@@ -346,8 +346,8 @@ def main() -> None:
     parser.add_argument(
         "--backend",
         choices=("tf-function", "litert"),
-        default="tf-function",
-        help="Predictor backend (default tf-function, as the demo runs it)",
+        default="litert",
+        help="Predictor backend (default litert, as the demo and live run it)",
     )
     parser.add_argument("--bare", action="store_true", help="no LSL prediction outlet nor session recorder")
     parser.add_argument(

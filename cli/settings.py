@@ -79,11 +79,13 @@ class ModelSettings:
     bundle : str | None
         Bundle folder; None is the shipped default bundle.
     backend : str
-        ``"tf-function"`` (the Keras model, compiled) or ``"litert"`` (the bundle's LiteRT export).
+        ``"litert"`` (default: the bundle's LiteRT export, about 0.03 ms a window) or
+        ``"tf-function"`` (the Keras model compiled by TensorFlow, about 1 ms a window). Both give the
+        same probabilities to within float rounding (tested).
     """
 
     bundle: str | None = None
-    backend: str = "tf-function"
+    backend: str = "litert"
 
     def __post_init__(self) -> None:
         if self.backend not in ("tf-function", "litert"):

@@ -359,9 +359,8 @@ class MultiRateWindower:
                 quality.gaps += 1
                 quality.gap_seconds += overlap
         if times.size:
-            finite = np.isfinite(eeg).all(axis=1)
-            with np.errstate(invalid="ignore"):
-                flat = self._voltage & finite & self._flat_somewhere(eeg)
+            finite, flat_somewhere = self._finite_and_flat(eeg)
+            flat = self._voltage & finite & flat_somewhere
             quality.nonfinite_channels = [n for n, ok in zip(self.ch_names, finite, strict=True) if not ok]
             quality.flat_channels = [n for n, is_flat in zip(self.ch_names, flat, strict=True) if is_flat]
         if times.size > 1:
@@ -405,18 +404,27 @@ class MultiRateWindower:
         self.windows_emitted += 1
         return window
 
-    def _flat_somewhere(self, eeg: np.ndarray) -> np.ndarray:
-        """Channels whose peak-to-peak stays below the flat threshold over a whole second of ``eeg``.
+    def _finite_and_flat(self, eeg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per channel: all values finite; peak-to-peak below the flat threshold over a whole second.
 
-        A channel flat for most of a window but not all of it is flagged too: its spectrum
-        would be zero in the Welch segments it fills.
+        A channel flat for most of a window but not all of it is flagged too: its spectrum would be
+        zero in the Welch segments it fills. One pass of block maxima and minima answers both
+        questions (a NaN or an infinity makes its block's extremes non-finite).
         """
         block = max(1, round(FLAT_SECONDS * self.sfreq))
         whole = eeg.shape[1] // block * block
         if whole == 0:  # less than a second of data: the whole window is the block
-            return np.ptp(eeg, axis=1) < self.config.flat_threshold_uv
-        blocks = eeg[:, :whole].reshape(eeg.shape[0], -1, block)
-        return (np.ptp(blocks, axis=2) < self.config.flat_threshold_uv).any(axis=1)
+            blocks = eeg[:, None, :]
+        else:
+            blocks = eeg[:, :whole].reshape(eeg.shape[0], -1, block)
+        highest, lowest = blocks.max(axis=2), blocks.min(axis=2)
+        finite = np.isfinite(highest).all(axis=1) & np.isfinite(lowest).all(axis=1)
+        if whole and whole < eeg.shape[1]:  # the samples after the last whole second
+            tail = eeg[:, whole:]
+            finite &= np.isfinite(tail.max(axis=1)) & np.isfinite(tail.min(axis=1))
+        with np.errstate(invalid="ignore"):
+            flat = (highest - lowest < self.config.flat_threshold_uv).any(axis=1)
+        return finite, flat
 
     def _judge(self, quality: WindowQuality) -> None:
         config = self.config

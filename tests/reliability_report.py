@@ -8,8 +8,10 @@ therefore written by the tests themselves, never by hand.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import platform
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,11 +68,14 @@ def write() -> None:
     """Merge this session's rows into ``docs/reliability.json`` and render ``docs/reliability.md``."""
     if not ROWS:
         return
-    entries = json.loads(JSON_PATH.read_text()) if JSON_PATH.exists() else {}
-    for row in ROWS:
-        entries[f"{row.area}: {row.case}"] = asdict(row)
-    JSON_PATH.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
-    MARKDOWN_PATH.write_text(render(entries))
+    # pytest-xdist workers finish at about the same time: one merge at a time.
+    with open(Path(tempfile.gettempdir()) / "sleepstream-reliability.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        entries = json.loads(JSON_PATH.read_text()) if JSON_PATH.exists() else {}
+        for row in ROWS:
+            entries[f"{row.area}: {row.case}"] = asdict(row)
+        JSON_PATH.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
+        MARKDOWN_PATH.write_text(render(entries))
 
 
 def render(entries: dict) -> str:

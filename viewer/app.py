@@ -208,7 +208,8 @@ async def _send_loop(websocket: WebSocket, client) -> None:
                 {"type": "drops", "version": PROTOCOL_VERSION, "dropped": client.dropped}
             )
             client.reported_dropped = client.dropped
-        await websocket.send_json(message)
+        text = getattr(message, "text", None)  # the broadcaster encodes each message once
+        await websocket.send_text(text if text is not None else json.dumps(message, separators=(",", ":")))
 
 
 async def _receive_loop(websocket: WebSocket, client, state: ServerState) -> None:

@@ -9,6 +9,7 @@ stays full for ``stall_seconds`` is disconnected.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 
@@ -28,6 +29,16 @@ class Client:
     reported_dropped: int = 0
     full_since: float | None = None
     stalled: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class EncodedMessage(dict):
+    """A message with its JSON text, encoded once however many clients receive it."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, message: dict) -> None:
+        super().__init__(message)
+        self.text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
 class Broadcaster:
@@ -56,8 +67,9 @@ class Broadcaster:
         self.clients.pop(client.identifier, None)
 
     def publish(self, message: dict) -> None:
-        """Queue ``message`` for every client subscribed to its type."""
+        """Queue ``message`` for every client subscribed to its type (encoded once for all of them)."""
         self.published += 1
+        message = EncodedMessage(message)
         now = time.monotonic()
         for client in list(self.clients.values()):
             if message["type"] not in client.types:

@@ -109,6 +109,9 @@ class LiveServer:
             log_level="warning",
             lifespan="off",
             ws_max_size=MAX_WEBSOCKET_FRAME_BYTES,  # uvicorn's default would hold frames of 16 MB
+            # Compressing every message for every client costs the server more CPU than the bytes
+            # are worth on a lab network; clients that ask for compression get plain frames.
+            ws_per_message_deflate=False,
         )
         self._server = uvicorn.Server(config)
         tasks = [asyncio.create_task(self._status_loop())]
