@@ -36,7 +36,10 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         "--model", default=None, metavar="DIR", help="model bundle (default: the shipped one)"
     )
     parser.add_argument(
-        "--backend", choices=("tf-function", "litert"), default=None, help="how the model runs (default litert)"
+        "--backend",
+        choices=("tf-function", "litert"),
+        default=None,
+        help="how the model runs (default litert)",
     )
     parser.add_argument(
         "--record", default=None, metavar="DIR", help="where session folders are written (default: sessions/)"
