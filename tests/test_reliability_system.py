@@ -190,6 +190,7 @@ def test_soak_a_night_at_high_speed(bundle, tmp_path, reliability):
         health = system.acquisition.health()
         made = system.pipeline.predictions
         stalled = system.state.broadcaster.disconnected_stalled
+        connected = len(system.state.broadcaster.clients)  # the reader, and the stuck client if still on
     finally:
         stuck.close()
         stop_reading.set()
@@ -208,8 +209,8 @@ def test_soak_a_night_at_high_speed(bundle, tmp_path, reliability):
     assert [r["window"] for r in recorded] == list(range(len(recorded))) and len(recorded) >= made
     assert received and received == list(range(received[0], received[0] + len(received)))
     assert received[-1] >= made - 2
-    if SOAK_HOURS >= 4:  # a night's predictions (about 20 MB) overflow the kernel's socket buffers
-        assert stalled == 1, "the client that never reads was not cut off once its buffers filled"
+    if SOAK_HOURS >= 4:  # long enough for the keepalive pings (20 s) or the full queue (10 s) to tell
+        assert connected == 1, "the client that never reads is still connected"
     dropped = health["windows"]["dropped"]
     reliability(
         "soak", f"a {SOAK_HOURS:g}-hour night replayed at {speed:g}× (acquisition, features, model, server, "
@@ -218,8 +219,13 @@ def test_soak_a_night_at_high_speed(bundle, tmp_path, reliability):
         f"open files {min(fds)}–{max(fds)}; "
         f"threads {min(threads)}–{max(threads)}; windows dropped by the acquisition queue {dropped}",
         "memory flat, no descriptor or thread leak; every prediction recorded and delivered in order; "
-        + ("the client that never reads was disconnected once the kernel's buffers were full" if stalled
-           else "the client that never reads held no memory of ours"),
+        + (
+            "the client that never reads was disconnected ("
+            + ("its queue full for 10 s" if stalled else "no answer to the server's keepalive pings")
+            + ")"
+            if connected == 1
+            else "the client that never reads held no memory of ours"
+        ),
     )  # fmt: skip
 
 

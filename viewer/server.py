@@ -44,7 +44,10 @@ class LiveServer:
 
     def __init__(self, state: ServerState, host: str = "127.0.0.1", port: int = 0) -> None:
         if not is_loopback(host) and not state.token:
-            raise ValueError(f"binding to {host} (beyond this machine) requires a token (--token)")
+            raise ValueError(
+                f"binding to {host} (beyond this machine) requires a token "
+                "(run_stream.py reads it from SLEEPSTREAM_TOKEN)"
+            )
         self.state = state
         self.host = host
         self.port = port or free_port(host)
