@@ -540,7 +540,11 @@ def test_csv_upload_answers_any_body_with_a_result_or_its_problems(upload_server
         ",".join(FEATURE_NAMES) + "\n" + ",".join(["1e308"] * 11) + "\n" + ",".join(["-1e308"] * 11) + "\n"
     ).encode()
 
+    oversized = (",".join(FEATURE_NAMES) + "\n").encode() + b"1" * UPLOAD_LIMITS.max_bytes
+
     @given(upload=uploads)
+    @example(upload=(oversized, "json"))  # always one body over the byte limit, whatever is generated
+    @example(upload=(oversized, "csv"))
     @example(upload=(huge, "json"))  # was a 500: the feature statistics overflowed to inf, not JSON
     @example(upload=(huge.decode().encode("utf-16"), "json"))
     @example(upload=(b"eeg_delta_power\n1\n", "xml"))  # was FastAPI's own 422, not a list of problems
@@ -583,7 +587,7 @@ def test_csv_upload_answers_any_body_with_a_result_or_its_problems(upload_server
     status, body = get(f"{upload_server.url}/healthz")
     assert status == 200 and json.loads(body) == {"ok": True}
     total = sum(statuses.values())
-    assert total >= 250 and statuses[200] >= 30 and statuses[413] >= 3 and statuses[422] >= 100
+    assert total >= 250 and statuses[200] >= 30 and statuses[413] >= 2 and statuses[422] >= 100
     listed = ", ".join(f"{kind} {n}" for kind, n in kinds.most_common(8))
     reliability(
         AREA,
