@@ -55,6 +55,7 @@ import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import pstats  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -130,6 +131,69 @@ class TimedPlayer(SessionPlayer):
         began = time.perf_counter()
         super()._replay_once(start_clock, offset, volume_offset)
         self.pushing = (began, time.perf_counter())
+
+
+class ReplayProcess:
+    """``benchmarks/replay_process.py`` in a child process: the streams come from another program.
+
+    Parameters
+    ----------
+    run : str
+        Bundled surrogate run.
+    prefix : str
+        Stream-name prefix (unique to this benchmark run).
+    """
+
+    def __init__(self, run: str, prefix: str) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, str(PROJECT / "benchmarks" / "replay_process.py"), run, prefix],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._reports: list[dict] = []
+        self._reported = threading.Condition()
+        threading.Thread(target=self._read_reports, name="replay-reports", daemon=True).start()
+        self.cpu_seconds = math.nan
+        self.done_at = math.nan  # time.monotonic() when everything was pushed
+        if not self._report(0, timeout=120).get("ready"):
+            raise RuntimeError("the replay process did not start")
+
+    def _read_reports(self) -> None:
+        for line in self._process.stdout:
+            with self._reported:
+                self._reports.append(json.loads(line))
+                self._reported.notify_all()
+        with self._reported:
+            self._reports.append({"ended": self._process.wait()})
+            self._reported.notify_all()
+
+    def _report(self, number: int, timeout: float) -> dict:
+        with self._reported:
+            if not self._reported.wait_for(lambda: len(self._reports) > number, timeout):
+                raise TimeoutError(f"no report from the replay process within {timeout:g} s")
+            report = self._reports[number]
+        if "ended" in report:
+            raise RuntimeError(f"the replay process ended early (exit code {report['ended']})")
+        return report
+
+    def wait(self, timeout: float) -> None:
+        """Return once the whole run is pushed."""
+        report = self._report(1, timeout)
+        if report["error"]:
+            raise RuntimeError(f"the replay failed: {report['error']}")
+        self.cpu_seconds, self.done_at = report["cpu_s"], report["done_monotonic"]
+
+    def __enter__(self) -> ReplayProcess:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._process.stdin.close()  # the child closes its outlets and exits
+        try:
+            self._process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
 
 
 class FeedClient(threading.Thread):
@@ -245,15 +309,19 @@ def live_run(args: argparse.Namespace, session, bundle, timings: dict) -> dict:
         timings["server"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        player = TimedPlayer(
-            session, speed=math.inf, loop=False, with_truth=True, prefix=prefix, wait_for_consumers=30
-        )
+        if args.same_process:
+            player = TimedPlayer(
+                session, speed=math.inf, loop=False, with_truth=True, prefix=prefix, wait_for_consumers=30
+            )
+        else:
+            player = ReplayProcess(args.run, prefix)
         try:
             with player:
                 resolving = [0.0]
                 time_resolving(resolving)
                 acquisition.start()  # resolves and opens the four streams: the replay starts then
                 run_started = time.perf_counter()
+                run_started_monotonic = time.monotonic()
                 timings["lsl_resolve"] = resolving[0]
                 timings["lsl_outlets_and_inlets"] = run_started - started - resolving[0]
                 cpu_before = {"acquisition": thread_cpu(acquisition._thread), "pipeline": thread_cpu(runner)}
@@ -282,11 +350,14 @@ def live_run(args: argparse.Namespace, session, bundle, timings: dict) -> dict:
                 runner.join(5)
             if recorder is not None:
                 recorder.close()
+    if args.same_process:
+        replay_push_done = player.pushing[1] - run_started
+    else:
+        replay_push_done = player.done_at - run_started_monotonic
     figures.update(
         windows=len(done),
         wall=done[-1] - run_started if done else math.nan,
-        replay_push=player.pushing[1] - player.pushing[0],
-        replay_push_done=player.pushing[1] - run_started,
+        replay_push_done=replay_push_done,
         replay_cpu=player.cpu_seconds,
         compute=sum(latencies) / 1e3,
         first_window_ms=latencies[0] if latencies else math.nan,
@@ -353,6 +424,11 @@ def main() -> None:
     parser.add_argument(
         "--no-server", action="store_true", help="no web server nor client: the pipeline in its own thread"
     )
+    parser.add_argument(
+        "--same-process",
+        action="store_true",
+        help="replay in a thread of this process (default: a child process, as another program in a lab)",
+    )
     parser.add_argument("--no-offline", action="store_true", help="skip the offline reference")
     parser.add_argument("--profile", action="store_true", help="cProfile the acquisition and server threads")
     parser.add_argument("--top", type=int, default=25, help="functions shown per profile")
@@ -386,9 +462,9 @@ def main() -> None:
     print(f"throughput.pipeline_compute_s={live['compute']:.3f}")
     print(f"throughput.pipeline_compute_ms_per_window={live['compute'] / windows * 1e3:.3f}")
     print(f"throughput.first_window_ms={live['first_window_ms']:.2f}")
-    print(f"throughput.replay_push_s={live['replay_push']:.3f}")
+    print(f"throughput.replay={'thread' if args.same_process else 'process'}")
     print(f"throughput.replay_done_after_s={live['replay_push_done']:.3f}")
-    print(f"throughput.replay_thread_cpu_s={live['replay_cpu']:.3f}")
+    print(f"throughput.replay_cpu_s={live['replay_cpu']:.3f}")
     if live["client_predictions"] is not None:
         print(f"throughput.client_thread_cpu_s={live['client_cpu']:.3f}")
         print(f"throughput.client_predictions={live['client_predictions']}")

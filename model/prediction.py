@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -82,3 +84,13 @@ class Prediction:
             "stage": self.stage,
             "latency_ms": round(self.latency_ms, 3),
         }
+
+    @cached_property
+    def message(self) -> dict:
+        """The ``prediction`` message, built once for every sink (a prediction is not changed once made)."""
+        return self.to_message()
+
+    @cached_property
+    def message_json(self) -> str:
+        """:attr:`message` as compact JSON text, encoded once for the recorder and every websocket client."""
+        return json.dumps(self.message, separators=(",", ":"), ensure_ascii=False)

@@ -12,7 +12,9 @@ class SampleRingBuffer:
 
     Every sample is written twice, ``capacity`` apart, so that any run of up to
     ``capacity`` consecutive samples is one contiguous slice: windows are cut
-    without reordering.
+    without reordering. Samples are stored channels first, as the window checks
+    and the features read them (along time, channel by channel): a chunk is
+    transposed once when it arrives, not once per overlapping window.
 
     Parameters
     ----------
@@ -30,7 +32,7 @@ class SampleRingBuffer:
         self.capacity = capacity
         self.n_channels = n_channels
         self._times = np.full(2 * capacity, np.nan)
-        self._data = np.zeros((2 * capacity, n_channels), dtype=dtype)
+        self._data = np.zeros((n_channels, 2 * capacity), dtype=dtype)
         self._head = 0  # position of the next write in [0, capacity)
         self.count = 0  # samples held (<= capacity)
         self.total = 0  # samples ever written
@@ -63,11 +65,11 @@ class SampleRingBuffer:
         for offset in (0, self.capacity):
             start = self._head + offset
             self._times[start : start + first] = times[:first]
-            self._data[start : start + first] = data[:first]
+            self._data[:, start : start + first] = data[:first].T
             if first < n:
                 rest = n - first
                 self._times[offset : offset + rest] = times[first:]
-                self._data[offset : offset + rest] = data[first:]
+                self._data[:, offset : offset + rest] = data[first:].T
         self._head = (self._head + n) % self.capacity
         self.count = min(self.capacity, self.count + n)
         self.total += n
@@ -75,7 +77,7 @@ class SampleRingBuffer:
     def _view(self) -> tuple[np.ndarray, np.ndarray]:
         start = self._head + self.capacity - self.count
         stop = self._head + self.capacity
-        return self._times[start:stop], self._data[start:stop]
+        return self._times[start:stop], self._data[:, start:stop]
 
     @property
     def latest_time(self) -> float | None:
@@ -111,14 +113,15 @@ class SampleRingBuffer:
         start, stop : float
             Bounds, ``start < time <= stop``.
         channels_first : bool
-            Return the data as a C-contiguous ``(n_channels, n)`` array (one
-            transposing copy), in which per-channel reductions over time are fast.
+            Return the data as a C-contiguous ``(n_channels, n)`` array (a plain
+            copy, the buffer's own layout) instead of ``(n, n_channels)`` (a
+            transposing copy).
         """
         times, data = self._view()
         first = int(np.searchsorted(times, start, side="right"))
         last = int(np.searchsorted(times, stop, side="right"))
-        picked = data[first:last]
-        picked = np.ascontiguousarray(picked.T) if channels_first else picked.copy()
+        picked = data[:, first:last]
+        picked = picked.copy() if channels_first else np.ascontiguousarray(picked.T)
         return times[first:last].copy(), picked, self.total - self.count + first
 
     def count_between(self, start: float, stop: float) -> int:

@@ -21,7 +21,8 @@ from stream.dejitter import ClockUpdate, RegularClock
 from stream.discovery import StreamMismatchError, xpath_predicate
 from stream.health import StreamHealth
 
-MAX_CHUNK = 4096
+MAX_CHUNK = 4096  # samples per pull of the EEG (16 s at 250 Hz)
+MAX_SMALL_CHUNK = 64  # per pull of the slow streams (volumes, markers): a pull's cost grows with it
 HISTORY_CHUNKS = 512
 
 
@@ -39,6 +40,7 @@ class StreamReader:
     """
 
     keeps_history = True  # small streams keep their current connection's chunks
+    max_chunk = MAX_SMALL_CHUNK  # samples per pull (pylsl prepares a buffer of this size every pull)
 
     def __init__(self, kind: str, query: StreamQuery, max_buflen: int = 360) -> None:
         self.kind = kind
@@ -92,7 +94,7 @@ class StreamReader:
         if self._inlet is None:
             return 0
         try:
-            data, stamps = self._inlet.pull_chunk(timeout=0.0, max_samples=MAX_CHUNK, as_numpy=True)
+            data, stamps = self._inlet.pull_chunk(timeout=0.0, max_samples=self.max_chunk, as_numpy=True)
         except LostError:
             self.lost("the stream was lost (its outlet closed or stopped answering)")
             return 0
@@ -100,7 +102,7 @@ class StreamReader:
             return 0
         stamps = np.asarray(stamps, dtype=float)
         if self.keeps_history:
-            # Copies: the pulled arrays are views on buffers sized for MAX_CHUNK samples.
+            # Copies: the pulled arrays are views on buffers sized for max_chunk samples.
             self.history.append((stamps.copy(), data.copy()))
         self.handle(stamps, data, lsl_now)
         return len(stamps)
@@ -155,6 +157,7 @@ class EegReader(StreamReader):
     """The EEG stream: dejittered, gap-checked, checked against the configuration."""
 
     keeps_history = False
+    max_chunk = MAX_CHUNK
 
     def __init__(
         self,

@@ -61,7 +61,7 @@ class SessionRecorder:
 
     def __call__(self, prediction: Prediction) -> None:
         """Append one prediction and flush it."""
-        self._lines.write(json.dumps(prediction.to_message()) + "\n")
+        self._lines.write(prediction.message_json + "\n")
         self._lines.flush()
         if self.fsync:
             os.fsync(self._lines.fileno())

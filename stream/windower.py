@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from stream.buffers import EventBuffer, SampleRingBuffer
+from stream.channel_checks import ChannelChecks
 from stream.config import WindowConfig
 from stream.dejitter import Gap
 from stream.filters import StreamingHighpass
@@ -92,10 +93,15 @@ class WindowQuality:
         return sorted(set(self.nonfinite_channels) | set(self.flat_channels))
 
     def as_dict(self) -> dict:
-        """JSON-ready form."""
-        record = asdict(self)
+        """JSON-ready form (a shallow copy: every field is a number, a string or a list of strings)."""
+        record = {name: getattr(self, name) for name in _QUALITY_FIELDS}
+        for name in ("nonfinite_channels", "flat_channels", "problems"):
+            record[name] = list(record[name])
         record["bad_channels"] = self.bad_channels
         return record
+
+
+_QUALITY_FIELDS = tuple(f.name for f in fields(WindowQuality))
 
 
 @dataclass
@@ -221,6 +227,7 @@ class MultiRateWindower:
         self._next_end: float | None = None
         self._restarted = False
         self._blocked_end: float | None = None
+        self._channel_checks = ChannelChecks(max(1, round(FLAT_SECONDS * sfreq)), config.flat_threshold_uv)
         self.windows_emitted = 0
         self.windows_skipped = 0
 
@@ -259,6 +266,7 @@ class MultiRateWindower:
     def restart(self) -> None:
         """The streams restarted on another timeline: drop everything held, start a new grid."""
         self.eeg.clear()
+        self._channel_checks.clear()
         self.volumes.reset()
         self.truth.clear()
         self._gaps.clear()
@@ -359,12 +367,12 @@ class MultiRateWindower:
                 quality.gaps += 1
                 quality.gap_seconds += overlap
         if times.size:
-            finite, flat_somewhere = self._finite_and_flat(eeg)
+            finite, flat_somewhere = self._channel_checks(eeg, first_sample)
             flat = self._voltage & finite & flat_somewhere
             quality.nonfinite_channels = [n for n, ok in zip(self.ch_names, finite, strict=True) if not ok]
             quality.flat_channels = [n for n, is_flat in zip(self.ch_names, flat, strict=True) if is_flat]
         if times.size > 1:
-            quality.eeg_rate = round(1.0 / float(np.median(np.diff(times))), 3)
+            quality.eeg_rate = round(self._sample_rate(times, unbroken=not quality.gaps), 3)
 
         volumes = self.volumes.volumes_between(end - config.fmri_window, end)
         fmri = (
@@ -404,27 +412,12 @@ class MultiRateWindower:
         self.windows_emitted += 1
         return window
 
-    def _finite_and_flat(self, eeg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per channel: all values finite; peak-to-peak below the flat threshold over a whole second.
-
-        A channel flat for most of a window but not all of it is flagged too: its spectrum would be
-        zero in the Welch segments it fills. One pass of block maxima and minima answers both
-        questions (a NaN or an infinity makes its block's extremes non-finite).
-        """
-        block = max(1, round(FLAT_SECONDS * self.sfreq))
-        whole = eeg.shape[1] // block * block
-        if whole == 0:  # less than a second of data: the whole window is the block
-            blocks = eeg[:, None, :]
-        else:
-            blocks = eeg[:, :whole].reshape(eeg.shape[0], -1, block)
-        highest, lowest = blocks.max(axis=2), blocks.min(axis=2)
-        finite = np.isfinite(highest).all(axis=1) & np.isfinite(lowest).all(axis=1)
-        if whole and whole < eeg.shape[1]:  # the samples after the last whole second
-            tail = eeg[:, whole:]
-            finite &= np.isfinite(tail.max(axis=1)) & np.isfinite(tail.min(axis=1))
-        with np.errstate(invalid="ignore"):
-            flat = (highest - lowest < self.config.flat_threshold_uv).any(axis=1)
-        return finite, flat
+    @staticmethod
+    def _sample_rate(times: np.ndarray, unbroken: bool) -> float:
+        """The window's EEG rate: from its span when no gap breaks it, else its median sample step."""
+        if unbroken and times[-1] > times[0]:
+            return (times.size - 1) / float(times[-1] - times[0])
+        return 1.0 / float(np.median(np.diff(times)))
 
     def _judge(self, quality: WindowQuality) -> None:
         config = self.config

@@ -160,7 +160,7 @@ def create_app(state: ServerState) -> FastAPI:
     ) -> JSONResponse:
         """Predictions after ``since``, oldest first, at most ``limit`` (page forward with ``since``)."""
         records = state.history()
-        picked = [p.to_message() for p in records if p.stream_time > since][:limit]
+        picked = [p.message for p in records if p.stream_time > since][:limit]
         return JSONResponse(picked)
 
     @app.websocket("/ws")

@@ -32,13 +32,23 @@ class Client:
 
 
 class EncodedMessage(dict):
-    """A message with its JSON text, encoded once however many clients receive it."""
+    """A message with its JSON text, encoded once however many clients receive it.
+
+    Parameters
+    ----------
+    message : dict
+        The message.
+    text : str | None
+        Its JSON text when already encoded (encoded here when None).
+    """
 
     __slots__ = ("text",)
 
-    def __init__(self, message: dict) -> None:
+    def __init__(self, message: dict, text: str | None = None) -> None:
         super().__init__(message)
-        self.text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        self.text = (
+            text if text is not None else json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        )
 
 
 class Broadcaster:
@@ -69,7 +79,8 @@ class Broadcaster:
     def publish(self, message: dict) -> None:
         """Queue ``message`` for every client subscribed to its type (encoded once for all of them)."""
         self.published += 1
-        message = EncodedMessage(message)
+        if not isinstance(message, EncodedMessage):
+            message = EncodedMessage(message)
         now = time.monotonic()
         for client in list(self.clients.values()):
             if message["type"] not in client.types:

@@ -9,6 +9,7 @@ import threading
 import time
 
 from viewer.app import MAX_WEBSOCKET_FRAME_BYTES, ServerState, create_app, is_loopback
+from viewer.feed import EncodedMessage
 
 STATUS_INTERVAL = 2.0
 
@@ -119,7 +120,11 @@ class LiveServer:
         self._server = uvicorn.Server(config)
         tasks = [asyncio.create_task(self._status_loop())]
         if state.pipeline is not None:
-            state.pipeline.add_sink(lambda prediction: state.broadcaster.publish(prediction.to_message()))
+            state.pipeline.add_sink(
+                lambda prediction: state.broadcaster.publish(
+                    EncodedMessage(prediction.message, prediction.message_json)
+                )
+            )
             tasks.append(asyncio.create_task(state.pipeline.run()))
         try:
             await self._server.serve()
