@@ -27,6 +27,12 @@ from stream.windower import MultiRateWindower, Window
 logger = logging.getLogger(__name__)
 IDLE_SLEEP = 0.002
 RECONNECT_INTERVAL = 0.25
+# While the consumer has this many windows still to take, acquisition pauses between pulls (the
+# inlets keep receiving): two threads working at once mostly wait for each other on the
+# interpreter lock. Only a backlog (a fast replay, catching up after a stall) makes one.
+BACKLOG_WINDOWS = 8
+BACKLOG_MAX_PAUSE = 0.25  # seconds; pulls never stop for longer, so no stream looks silent
+BACKLOG_SLEEP = 0.005
 
 
 class Acquisition:
@@ -70,8 +76,8 @@ class Acquisition:
         return [r for r in (self.eeg, self.fmri, self.triggers, self.truth) if r is not None]
 
     # -- lifecycle -----------------------------------------------------------
-    def start(self) -> Acquisition:
-        """Find and check every stream, then start acquiring in the background.
+    def connect(self) -> Acquisition:
+        """Find, check and open every stream, without pulling yet (:meth:`start` does both).
 
         Raises
         ------
@@ -94,6 +100,20 @@ class Acquisition:
             self.triggers.listener = self._on_triggers
         if self.truth is not None:
             self.truth.listener = self.windower.add_truth
+        return self
+
+    def start(self) -> Acquisition:
+        """Connect (unless :meth:`connect` was called), then acquire in the background.
+
+        Raises
+        ------
+        StreamNotFoundError
+            If a configured stream cannot be found within ``resolve_timeout``.
+        StreamMismatchError
+            If the EEG or fMRI stream differs from the configuration.
+        """
+        if self.windower is None:
+            self.connect()
         self._thread = threading.Thread(target=self._run, name="acquisition", daemon=True)
         self._thread.start()
         return self
@@ -201,8 +221,13 @@ class Acquisition:
         import pylsl
 
         next_reconnect = 0.0
+        last_pull = time.monotonic()
         while not self._stop.is_set():
             try:
+                if len(self.queue) >= BACKLOG_WINDOWS and time.monotonic() - last_pull < BACKLOG_MAX_PAUSE:
+                    time.sleep(BACKLOG_SLEEP)
+                    continue
+                last_pull = time.monotonic()
                 now = pylsl.local_clock()
                 received = 0
                 for reader in self.readers:

@@ -24,6 +24,9 @@ from stream.health import StreamHealth
 MAX_CHUNK = 4096  # samples per pull of the EEG (16 s at 250 Hz)
 MAX_SMALL_CHUNK = 64  # per pull of the slow streams (volumes, markers): a pull's cost grows with it
 HISTORY_CHUNKS = 512
+# An inlet with nothing to give is only pulled this often (a pull is what reports a lost stream);
+# asking whether samples wait is much cheaper than an empty pull.
+LOSS_CHECK_SECONDS = 0.05
 
 
 class StreamReader:
@@ -55,6 +58,7 @@ class StreamReader:
         self.lost_at: float | None = None  # time.monotonic() of the last loss
         # Chunks received since the current connection (replayed after a timeline reset).
         self.history: deque[tuple[np.ndarray, object]] = deque(maxlen=HISTORY_CHUNKS)
+        self._next_loss_check = 0.0  # LSL time of the next pull made even with nothing waiting
 
     @property
     def connected(self) -> bool:
@@ -87,12 +91,19 @@ class StreamReader:
     def check(self, info) -> None:
         """Refuse a stream that does not fit (overridden per kind)."""
 
+    def samples_waiting(self) -> int:
+        """Samples received by the inlet and not pulled yet (0 when not connected)."""
+        return self._inlet.samples_available() if self._inlet is not None else 0
+
     def pull(self, lsl_now: float) -> int:
         """Pull what is available without waiting; return the number of samples."""
-        from pylsl.util import LostError
-
         if self._inlet is None:
             return 0
+        if lsl_now < self._next_loss_check and not self._inlet.samples_available():
+            return 0
+        from pylsl.util import LostError
+
+        self._next_loss_check = lsl_now + LOSS_CHECK_SECONDS
         try:
             data, stamps = self._inlet.pull_chunk(timeout=0.0, max_samples=self.max_chunk, as_numpy=True)
         except LostError:
