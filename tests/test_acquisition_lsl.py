@@ -16,7 +16,7 @@ import pytest
 
 from simulators.replay import SessionPlayer
 from simulators.session import read_session
-from stream.acquisition import Acquisition
+from stream.acquisition import BACKLOG_MAX_PAUSE, BACKLOG_WINDOWS, Acquisition
 from stream.config import AcquisitionConfig, StreamQuery, WindowConfig
 from stream.discovery import StreamMismatchError, StreamNotFoundError
 
@@ -209,6 +209,45 @@ def test_async_iteration_and_a_consumer_that_never_reads(short_session, unique_p
     assert health["windows"]["emitted"] == expected
     assert health["windows"]["dropped"] == expected - 3
     assert [w.index for w in taken] == [expected - 3, expected - 2, expected - 1]
+
+
+def test_a_backlog_pauses_pulls_briefly_and_loses_nothing(short_session, unique_prefix):
+    """While the consumer has BACKLOG_WINDOWS to take, pulls pause, never longer than BACKLOG_MAX_PAUSE."""
+    config = AcquisitionConfig.for_replay(unique_prefix, resolve_timeout=5, queue_size=64)
+    expected = expected_window_count(short_session, config.window)
+    player = SessionPlayer(short_session, speed=20, prefix=unique_prefix, wait_for_consumers=10)
+    with player:
+        acquisition = Acquisition(config).connect()  # streams open; nothing pulled yet
+        try:
+            deadline = time.monotonic() + 5
+            while acquisition.eeg.samples_waiting() == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert acquisition.eeg.samples_waiting() > 0 and acquisition.eeg.health.samples == 0
+            acquisition.start()
+            arrivals, seen, most_queued = [], 0, 0  # (time, samples) whenever the EEG sample count grew
+            while player.is_running:  # nobody reads meanwhile
+                samples = acquisition.eeg.health.samples
+                if samples != seen:
+                    arrivals.append(time.monotonic())
+                    seen = samples
+                most_queued = max(most_queued, len(acquisition.queue))
+                time.sleep(0.005)
+            windows = collect(acquisition, lambda w: len(w) >= expected, timeout=10)
+            deadline = time.monotonic() + 5  # the queue is empty now: the rest is pulled at once
+            while acquisition.eeg.health.samples < short_session.n_times and time.monotonic() < deadline:
+                time.sleep(0.01)
+            health = acquisition.health()
+        finally:
+            acquisition.stop()
+    assert most_queued >= BACKLOG_WINDOWS
+    intervals = np.diff(arrivals)
+    assert intervals.max() >= 0.8 * BACKLOG_MAX_PAUSE, "no pause happened although a backlog formed"
+    assert intervals.max() <= BACKLOG_MAX_PAUSE + 0.35, "a pause lasted far longer than its bound"
+    assert [w.index for w in windows] == list(range(expected))
+    assert health["windows"]["dropped"] == 0
+    eeg = health["streams"]["eeg"]
+    assert eeg["gaps"] == 0 and eeg["dropped_samples"] == 0 and eeg["samples"] == short_session.n_times
+    assert all(w.quality.eeg_coverage == 1.0 for w in windows)
 
 
 def test_channel_count_or_rate_mismatch_is_refused_at_start(short_session, unique_prefix):
