@@ -891,15 +891,20 @@ def test_a_frame_over_the_limit_closes_only_that_connection(feed_server, reliabi
         assert reply(client)["event"] == "connected"
     published, received = watcher.stop()
     status, _ = get(f"{feed_server.url}/healthz")
-    assert codes == [1009] * len(sizes) and status == 200 and received == published > 0
+    # The server refuses an oversized frame while the client may still be writing it: the client
+    # then sees the close frame (1009) or, when the kernel resets the connection over the unread
+    # rest of the frame, only the connection ending (None). Either way only that connection closes.
+    assert 1009 in codes and all(code in (1009, None) for code in codes)
+    assert status == 200 and received == published > 0
     reliability(
         AREA,
         "websocket frames over the size limit (64 kB + 1 byte, 1 MB text, 16 MB binary)",
         f"limit {MAX_WEBSOCKET_FRAME_BYTES // 1024} kB (uvicorn ws_max_size; uvicorn's default would read "
         f"16 MB): close codes {codes}; a 5 kB and a 64 kB message answered with an error on an open "
         f"connection; a second client received all {received:,} messages published meanwhile",
-        "the oversized frame is refused while it arrives (close 1009, message too big) and only that "
-        "connection closes; the server goes on and accepts new clients",
+        "the oversized frame is refused while it arrives (close 1009, message too big; None when the "
+        "connection was reset before the client, still writing, could read the close frame) and only "
+        "that connection closes; the server goes on and accepts new clients",
     )
 
 
