@@ -64,6 +64,7 @@ import pylsl  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 import simulators.replay  # noqa: E402
+from benchmarks.options import add_model_options  # noqa: E402
 from model.bundle import load_bundle  # noqa: E402
 from model.inference import Predictor  # noqa: E402
 from simulators.replay import SessionPlayer  # noqa: E402
@@ -304,13 +305,7 @@ def main() -> None:
     parser.add_argument(
         "--bare", action="store_true", help="no LSL prediction outlet nor session recorder: only the feed"
     )
-    parser.add_argument("--bundle", default=str(PROJECT / "model" / "default_bundle"))
-    parser.add_argument(
-        "--backend",
-        choices=("tf-function", "litert"),
-        default="litert",
-        help="Predictor backend (default litert, as the demo and live run it)",
-    )
+    add_model_options(parser)
     args = parser.parse_args()
     if args.windows < 2 or not args.speed > 0 or (args.block_ms is not None and not args.block_ms > 0):
         parser.error("--windows must be >= 2, --speed and --block-ms > 0")

@@ -80,6 +80,7 @@ import tensorflow  # noqa: E402, F401
 from websockets.sync.client import connect  # noqa: E402
 
 import stream.acquisition  # noqa: E402
+from benchmarks.options import add_model_options  # noqa: E402
 from features.names import FEATURE_NAMES  # noqa: E402
 from features.offline import extract_session  # noqa: E402
 from model.bundle import load_bundle  # noqa: E402
@@ -488,13 +489,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--run", default=DEMO_RUN, help=f"bundled surrogate run (default {DEMO_RUN}, 903 s)")
-    parser.add_argument("--bundle", default=str(PROJECT / "model" / "default_bundle"))
-    parser.add_argument(
-        "--backend",
-        choices=("tf-function", "litert"),
-        default="litert",
-        help="Predictor backend (default litert, as the demo and live run it)",
-    )
+    add_model_options(parser)
     parser.add_argument("--bare", action="store_true", help="no LSL prediction outlet nor session recorder")
     parser.add_argument(
         "--no-server", action="store_true", help="no web server nor client: the pipeline in its own thread"

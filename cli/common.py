@@ -35,9 +35,11 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", default=None, metavar="DIR", help="model bundle (default: the shipped one)"
     )
+    from model.inference import BACKENDS
+
     parser.add_argument(
         "--backend",
-        choices=("tf-function", "litert"),
+        choices=BACKENDS,
         default=None,
         help="how the model runs (default litert)",
     )

@@ -23,6 +23,8 @@ import numpy as np
 from features.names import FEATURE_NAMES
 from model.dataset import Scaler
 
+BACKENDS = ("tf-function", "litert")  # how a Predictor can run the model
+
 LITERT_FILE = "model.tflite"
 
 
@@ -54,7 +56,7 @@ class Predictor:
     """
 
     def __init__(self, bundle_or_folder, backend: str = "tf-function") -> None:
-        if backend not in ("tf-function", "litert"):
+        if backend not in BACKENDS:
             raise ValueError(f"backend must be 'tf-function' or 'litert', got {backend!r}")
         self.backend = backend
         if backend == "litert":

@@ -103,15 +103,7 @@ class Acquisition:
         return self
 
     def start(self) -> Acquisition:
-        """Connect (unless :meth:`connect` was called), then acquire in the background.
-
-        Raises
-        ------
-        StreamNotFoundError
-            If a configured stream cannot be found within ``resolve_timeout``.
-        StreamMismatchError
-            If the EEG or fMRI stream differs from the configuration.
-        """
+        """Connect (unless :meth:`connect` was called; its errors), then acquire in the background."""
         if self.windower is None:
             self.connect()
         self._thread = threading.Thread(target=self._run, name="acquisition", daemon=True)
