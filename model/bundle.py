@@ -32,9 +32,10 @@ class BundleError(ValueError):
 
 def library_versions() -> dict[str, str]:
     """Versions that shape a bundle's numbers."""
-    import keras
-    import tensorflow as tf
+    from model.keras_env import import_keras, import_tensorflow
 
+    tf = import_tensorflow()
+    keras = import_keras()
     return {
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -149,8 +150,9 @@ def load_bundle(
         raise BundleError(
             f"{meta_path}: the bundle uses a context of K={meta['context']} windows, expected K={context}"
         )
-    import keras
+    from model.keras_env import import_keras
 
+    keras = import_keras()
     built_with = str(meta["versions"].get("keras", "?"))
     if built_with.split(".")[0] != keras.__version__.split(".")[0]:
         raise BundleError(

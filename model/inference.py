@@ -30,7 +30,9 @@ LITERT_FILE = "model.tflite"
 
 def export_litert(bundle, path: str | Path | None = None) -> Path:
     """Write the bundle's model as a LiteRT flatbuffer (``model.tflite`` in the bundle by default)."""
-    import tensorflow as tf
+    from model.keras_env import import_tensorflow
+
+    tf = import_tensorflow()
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     model = bundle.model
@@ -119,7 +121,9 @@ class Predictor:
         return self._call(batch)
 
     def _tf_function(self, keras_model):
-        import tensorflow as tf
+        from model.keras_env import import_tensorflow
+
+        tf = import_tensorflow()
 
         spec = tf.TensorSpec((1, self.context, len(FEATURE_NAMES)), tf.float32)
         probe = np.zeros((1, self.context, len(FEATURE_NAMES)), np.float32)
@@ -139,10 +143,9 @@ class Predictor:
     def _litert(self, path: Path):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no LiteRT model in the bundle (export it with export_litert)")
-        from ai_edge_litert.interpreter import Interpreter
+        from model.keras_env import litert_interpreter
 
-        interpreter = Interpreter(model_path=str(path))
-        interpreter.allocate_tensors()
+        interpreter = litert_interpreter(str(path))
         source = interpreter.get_input_details()[0]["index"]
         target = interpreter.get_output_details()[0]["index"]
 
