@@ -20,11 +20,12 @@ def live_session(short_dataset, prefix: str, bundle, token: str | None = None, s
     session = read_session(short_dataset, "99", "sleep-1")
     # Looping: the EEG goes on after the run's last volume, as it does live.
     player = SessionPlayer(
-        session, speed=speed, loop=True, with_truth=True, prefix=prefix, wait_for_consumers=15
+        session, speed=speed, loop=True, with_truth=True, prefix=prefix, wait_for_consumers=60
     )
     player.start()
+    # Generous bounds: they only guard against a hang (a resolve returns as soon as it finds the stream).
     acquisition = Acquisition(
-        AcquisitionConfig.for_replay(prefix, with_truth=True, resolve_timeout=5)
+        AcquisitionConfig.for_replay(prefix, with_truth=True, resolve_timeout=60)
     ).start()
     state = ServerState(
         pipeline=Pipeline(acquisition, Predictor(bundle)),
