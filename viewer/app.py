@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from model.prediction import PROTOCOL_VERSION
@@ -26,6 +27,19 @@ MAX_CLIENT_MESSAGE_BYTES = 4096
 MAX_WEBSOCKET_FRAME_BYTES = 64 * 1024
 UNAUTHORISED = {401: {"description": "a valid token is required (the server has one)"}}
 STATIC_DIR = Path(__file__).parent / "static"
+SWAGGER_UI = "/static/vendor/swagger-ui"  # vendored, see its README.md: /docs loads nothing from the internet
+DOCS_URL = "/docs"
+OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
+# Added to Swagger UI's configuration: its requests (the OpenAPI document, "Try it out") carry the token
+# of the page's own ?token=, to this server only. Read in the browser: the server never echoes it.
+_SWAGGER_TOKEN_INTERCEPTOR = """
+    requestInterceptor: (request) => {
+        const token = new URLSearchParams(window.location.search).get("token");
+        if (token && new URL(request.url, window.location.href).origin === window.location.origin) {
+            request.headers.Authorization = `Bearer ${token}`;
+        }
+        return request;
+    },"""
 
 
 def is_loopback(host: str) -> bool:
@@ -94,12 +108,48 @@ def _authorised(state: ServerState, token: str | None) -> bool:
     return token is not None and secrets.compare_digest(token.encode(), state.token.encode())
 
 
+def swagger_ui_page(title: str, openapi_url: str, root_path: str = "") -> HTMLResponse:
+    """Swagger UI's page for ``openapi_url``, with its script, style and icon served by this server.
+
+    Parameters
+    ----------
+    title : str
+        The application's title (the page's is ``"<title> - Swagger UI"``).
+    openapi_url : str
+        Path of the OpenAPI document.
+    root_path : str
+        ASGI root path when the server is mounted below a prefix (as FastAPI's own page honours it).
+
+    Returns
+    -------
+    HTMLResponse
+        The page; when opened as ``/docs?token=TOKEN`` its requests to this server carry the token.
+    """
+    root = root_path.rstrip("/")
+    page = get_swagger_ui_html(
+        openapi_url=root + openapi_url,
+        title=f"{title} - Swagger UI",
+        swagger_js_url=f"{root}{SWAGGER_UI}/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}{SWAGGER_UI}/swagger-ui.css",
+        swagger_favicon_url=f"{root}{SWAGGER_UI}/favicon-32x32.png",
+        oauth2_redirect_url=root + OAUTH2_REDIRECT_URL,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
+    )
+    html = page.body.decode()
+    marker = "SwaggerUIBundle({"
+    if html.count(marker) != 1:  # FastAPI changed its page: fail loudly rather than lose the token
+        raise RuntimeError(f"FastAPI's Swagger UI page no longer has one {marker!r}")
+    return HTMLResponse(html.replace(marker, marker + _SWAGGER_TOKEN_INTERCEPTOR))
+
+
 def create_app(state: ServerState) -> FastAPI:
     """Build the application around a server state."""
     app = FastAPI(
         title="sleepstream",
         version=str(PROTOCOL_VERSION),
         description="Live EEG + fMRI sleep-state predictions: websocket feed and REST API.",
+        docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN: /docs is served below
+        redoc_url=None,
     )
     app.state.server = state
 
@@ -116,6 +166,16 @@ def create_app(state: ServerState) -> FastAPI:
     def live_page() -> FileResponse:
         """The live page: probability, hypnogram, features, stream health."""
         return FileResponse(STATIC_DIR / "live.html")
+
+    @app.get(DOCS_URL, include_in_schema=False)
+    def docs_page(request: Request) -> HTMLResponse:
+        """The interactive API documentation: Swagger UI from the package (no token needed: it is static)."""
+        return swagger_ui_page(app.title, app.openapi_url, request.scope.get("root_path", ""))
+
+    @app.get(OAUTH2_REDIRECT_URL, include_in_schema=False)
+    def docs_oauth2_redirect() -> HTMLResponse:
+        """Swagger UI's OAuth2 redirect page (self-contained), as FastAPI's default docs serve it."""
+        return get_swagger_ui_oauth2_redirect_html()
 
     @app.get("/healthz")
     def healthz() -> dict:
