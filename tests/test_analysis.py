@@ -171,6 +171,105 @@ def test_the_sample_csv_is_what_the_projects_feature_code_computes(bundled_datas
     assert committed["stage"].tolist() == regenerated["stage"].fillna("").tolist()
 
 
+# ---------------------------------------------------------------- the scored stage in its own classes
+
+# What the stage column's values mean (the AASM stages; aliases of older notations), and the wake/sleep
+# class of each stage under the default bundle's scheme (R has no class: no REM in the training data).
+STAGE_OF = {
+    **{stage: stage for stage in ("W", "N1", "N2", "N3", "R")},
+    **{"Wake": "W", "2": "N2", "4": "N3", "REM": "R"},
+}
+WAKE_SLEEP = {"W": "wake", "N1": "sleep", "N2": "sleep", "N3": "sleep", "R": None}
+
+
+def restaged(frame: pd.DataFrame, blocks: list[tuple[int, int, str]]) -> pd.DataFrame:
+    """A copy of ``frame`` with the stage of rows [start, stop) set to the given values."""
+    frame = frame.copy()
+    for start, stop, value in blocks:
+        frame.loc[start : stop - 1, "stage"] = value
+    return frame
+
+
+def test_the_scored_stage_keeps_its_classes_and_the_accuracy_is_in_the_bundles(server, bundle):
+    assert bundle.labels == "wake-sleep"
+    # Aliases, REM, an unknown value and empty cells among the real scoring of the sample.
+    table = restaged(
+        sample_frame(),
+        [
+            (0, 5, "Wake"),
+            (200, 240, "N3"),
+            (240, 250, "4"),
+            (250, 262, "REM"),
+            (262, 266, "2"),
+            (300, 303, "?"),
+            (303, 306, ""),
+        ],
+    )
+    status, report = analyse(server, to_csv(table))
+    assert status == 200, report
+    stage = table["stage"].map(STAGE_OF)  # NaN where the value is no stage
+    stages = report["stages"]
+    assert stages["column"] == "stage"
+    assert stages["names"] == ["W", "N1", "N2", "N3", "R"]
+    got = [stages["names"][i] if i >= 0 else None for i in stages["index"]]
+    assert got == [None if pd.isna(v) else v for v in stage]
+    assert stages["counts"] == stage.value_counts().to_dict()
+    assert stages["unscored_rows"] == int(stage.isna().sum()) == 6
+    # Rows: each scored stage; columns: the bundle's predicted classes.
+    predicted = pd.Series([bundle.label_names[i] for i in report["predicted"]])
+    crosstab = pd.crosstab(stage, predicted).reindex(
+        index=stages["names"], columns=list(bundle.label_names), fill_value=0
+    )
+    assert stages["confusion"] == crosstab.to_numpy().tolist()
+    assert stages["maps_to"] == WAKE_SLEEP
+    # The accuracy: each stage as the bundle's class it maps to; R and unknown rows not counted.
+    truth = stage.map(WAKE_SLEEP)
+    counted = truth.notna()
+    scored = report["scored"]
+    assert scored["column"] == "stage" and scored["labelled_rows"] == int(counted.sum())
+    assert scored["accuracy"] == pytest.approx(float((predicted[counted] == truth[counted]).mean()))
+    recalls = [float((predicted[truth == name] == name).mean()) for name in bundle.label_names]
+    assert scored["balanced_accuracy"] == pytest.approx(float(np.mean(recalls)))
+    assert "W → wake" in scored["against"] and "N1, N2, N3 → sleep" in scored["against"]
+
+
+def test_a_stages_bundle_gets_a_square_confusion_table_and_task_labels_map_no_stage():
+    blocks = [(0, 10, "W"), (10, 20, "N1"), (20, 30, "3"), (30, 40, "R")]
+    data = to_csv(restaged(sample_frame().head(40), blocks))
+    table = validate_csv(data, SMALL).table
+    predicted = np.array([0] * 5 + [1] * 5 + [1] * 10 + [3] * 10 + [2] * 10)
+    stages = analysis.scored_stages(table, predicted, "stages", ("W", "N1", "N2", "N3"))
+    assert stages["names"] == ["W", "N1", "N3", "R"]
+    assert stages["confusion"] == [[5, 5, 0, 0], [0, 10, 0, 0], [0, 0, 0, 10], [0, 0, 10, 0]]
+    assert stages["maps_to"] == {"W": "W", "N1": "N1", "N3": "N3", "R": None}
+    task = analysis.scored_stages(table, predicted % 2, "task", ("rest", "sleep"))
+    assert task["names"] == stages["names"] and set(task["maps_to"].values()) == {None}
+    assert "N3 → N3" in analysis.accuracy_description("stage", "stages", ("W", "N1", "N2", "N3"))
+    assert analysis.accuracy_description("label", "wake-sleep", ("wake", "sleep")) == (
+        "against the label column, in the bundle's classes (wake / sleep)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "stage"),
+    [("W", "W"), (" wake ", "W"), ("n1", "N1"), ("S2", "N2"), ("3", "N3"), ("4", "N3"), ("S4", "N3"),
+     ("REM", "R"), ("r", "R"), ("?", "?"), ("", "")],
+)
+def test_stage_aliases(value, stage):
+    assert analysis.canonical_stage(value) == stage
+
+
+def test_no_stage_column_or_no_known_stage_gives_no_stages(server):
+    _, report = analyse(server, to_csv(sample_frame().head(30).drop(columns=["stage"])))
+    assert report["stages"] is None and report["scored"] is None
+    _, report = analyse(server, to_csv(restaged(sample_frame().head(30), [(0, 30, "unscored")])))
+    assert report["stages"] is None and report["scored"] is None
+    labelled = sample_frame().head(30).drop(columns=["stage"]).assign(label=["wake"] * 10 + ["sleep"] * 20)
+    _, report = analyse(server, to_csv(labelled))
+    assert report["stages"] is None and report["scored"]["column"] == "label"
+    assert report["scored"]["labelled_rows"] == 30
+
+
 # ---------------------------------------------------------------- validation over HTTP
 
 
@@ -484,4 +583,198 @@ def test_a_dropped_file_is_analysed_and_the_page_passes_its_token_on(page, token
     page.evaluate(DROP_FILE, SAMPLE.read_text())
     page.wait_for_selector('[data-viz="trends"][data-rendered="true"]', timeout=60_000)
     assert "dropped.csv: 416 rows analysed" in page.inner_text("#status")
+    assert page.console_errors == []
+
+
+def upload(page, server, frame: pd.DataFrame, name: str = "upload.csv") -> None:
+    """Open the page, give it ``frame`` as a CSV file, wait until every view is drawn."""
+    page.goto(f"{server.url}/analysis")
+    page.set_input_files("#csv-file", files=[{"name": name, "mimeType": "text/csv", "buffer": to_csv(frame)}])
+    page.wait_for_selector('[data-viz="trends"][data-rendered="true"]', timeout=60_000)
+
+
+# The x-axis title of each feature's histogram: its name and unit (docs/features.md).
+FEATURE_AXIS_TITLES = {
+    "eeg_delta_power": "EEG delta power (µV²)",
+    "eeg_theta_power": "EEG theta power (µV²)",
+    "eeg_alpha_power": "EEG alpha power (µV²)",
+    "eeg_beta_power": "EEG beta power (µV²)",
+    "eeg_gamma_power": "EEG gamma power (µV²)",
+    "eeg_spectral_entropy": "EEG spectral entropy (0–1, no unit)",
+    "eeg_mean_coherence": "EEG mean coherence (0–1, no unit)",
+    "bold_mean": "BOLD mean (scanner units)",
+    "bold_variance": "BOLD variance (%²)",
+    "alff_mean": "ALFF mean (%)",
+    "alff_variance": "ALFF variance (%²)",
+}
+
+# Per histogram: its title, the text of its axis titles, and where they are against its plot area.
+HISTOGRAM_AXES = """
+(selector) => [...document.querySelectorAll(selector + ' .multiple')].map((cell) => {
+  const plot = cell.querySelector('.u-over').getBoundingClientRect();
+  const x = cell.querySelector('.axis-label.x');
+  const y = cell.querySelector('.axis-label.y');
+  const box = (el) => el && el.getBoundingClientRect();
+  const shown = (el) => !!el && box(el).width > 0 && box(el).height > 0;
+  return {
+    title: cell.querySelector('h3').textContent,
+    x: x && x.textContent,
+    y: y && y.textContent,
+    xBelow: shown(x) && box(x).top >= plot.bottom && box(x).left < plot.right && box(x).right > plot.left,
+    yLeft: shown(y) && box(y).right <= plot.left && box(y).top < plot.bottom && box(y).bottom > plot.top,
+    yUpright: shown(y) && box(y).height > box(y).width,
+  };
+})
+"""
+
+
+@pytest.mark.browser
+def test_every_histogram_has_axis_titles(page, server):
+    upload(page, server, sample_frame())
+    features = page.evaluate(HISTOGRAM_AXES, "#feature-histograms")
+    assert len(features) == len(FEATURE_NAMES)
+    for name, found in zip(FEATURE_NAMES, features, strict=True):
+        assert found["x"] == FEATURE_AXIS_TITLES[name], found
+        assert found["y"] == "count of windows", found
+        assert found["xBelow"] and found["yLeft"] and found["yUpright"], found
+    probabilities = page.evaluate(HISTOGRAM_AXES, "#probability-histograms")
+    assert [(p["title"], p["x"], p["y"]) for p in probabilities] == [
+        ("P(wake)", "probability of wake", "count of windows"),
+        ("P(sleep)", "probability of sleep", "count of windows"),
+    ]
+    assert all(p["xBelow"] and p["yLeft"] and p["yUpright"] for p in probabilities), probabilities
+    assert page.console_errors == []
+
+
+# The colour scale: its tick labels and where they sit against the bar; the bar's colour at its top and
+# bottom rows, and the colour of the matrix cells (i, j) asked for, sampled inside each cell's corner.
+CORRELATION_SCALE = """
+(cells) => {
+  const scale = document.getElementById('correlation-scale');
+  const bar = document.getElementById('correlation-scale-bar');
+  const barBox = bar.getBoundingClientRect();
+  if (scale.hidden || !bar.width || !barBox.height) return { visible: false };
+  const pixel = (canvas, x, y) => {
+    const ratio = canvas.width / canvas.clientWidth;
+    return [...canvas.getContext('2d').getImageData(Math.floor(x * ratio), Math.floor(y * ratio), 1, 1).data];
+  };
+  const matrix = document.getElementById('correlation-heatmap');
+  const { left, top, cell } = matrix._layout;
+  return {
+    visible: true,
+    title: scale.querySelector('.colorbar-title').textContent,
+    ticks: [...scale.querySelectorAll('.tick')].map((tick) => {
+      const box = tick.getBoundingClientRect();
+      return [tick.textContent, (box.top + box.bottom) / 2 - barBox.top, barBox.height];
+    }),
+    barTop: pixel(bar, 2, 0),
+    barBottom: pixel(bar, 2, bar.clientHeight - 0.5),
+    cells: cells.map(([i, j]) => pixel(matrix, left + j * cell + 3, top + i * cell + 3)),
+  };
+}
+"""
+
+
+@pytest.mark.browser
+def test_the_correlation_matrix_has_a_colour_scale_from_minus_1_to_1(page, server):
+    table = sample_frame().head(200)
+    table["alff_variance"] = -table["eeg_delta_power"]  # r = -1 with delta; r = 1 on the diagonal
+    upload(page, server, table)
+    delta, alff_variance = FEATURE_NAMES.index("eeg_delta_power"), FEATURE_NAMES.index("alff_variance")
+    scale = page.evaluate(CORRELATION_SCALE, [[delta, delta], [delta, alff_variance]])
+    assert scale["visible"], "no colour scale beside the correlation matrix"
+    assert scale["title"] == "Pearson r"
+    assert [text for text, _, _ in scale["ticks"]] == ["1", "0.5", "0", "−0.5", "−1"]
+    # Each label at its place on the bar: 1 at the top, −1 at the bottom (within 2 px).
+    for (_, centre, height), value in zip(scale["ticks"], [1, 0.5, 0, -0.5, -1], strict=True):
+        assert centre == pytest.approx((1 - value) / 2 * height, abs=2)
+    # The bar's ends are the colours the matrix gives r = 1 and r = -1.
+    one, minus_one = scale["cells"]
+    assert scale["barTop"] == one and scale["barBottom"] == minus_one
+    assert one != minus_one
+    assert page.console_errors == []
+
+
+# The scored band of the row-by-row heatmap: its colour at the given rows (the middle of its height).
+SCORED_BAND = """
+(rows) => {
+  const canvas = document.getElementById('probability-heatmap');
+  const layout = canvas._layout;
+  const band = layout.bands.find((b) => b.label === 'scored stage');
+  if (!band) return null;
+  const ratio = canvas.width / canvas.clientWidth;
+  const total = Number(document.getElementById('entry-row').max);
+  return rows.map((row) => {
+    const x = layout.left + ((row + 0.5) / total) * layout.width;
+    const y = band.top + band.height / 2;
+    return [...canvas.getContext('2d').getImageData(Math.floor(x * ratio), Math.floor(y * ratio), 1, 1).data];
+  });
+}
+"""
+SWATCH_COLOURS = """
+(selector) => [...document.querySelectorAll(selector)].map((item) => [
+  item.textContent, getComputedStyle(item.querySelector('.swatch')).backgroundColor])
+"""
+
+
+def rgb(css: str) -> list[int]:
+    """[r, g, b, 255] of a computed CSS colour 'rgb(r, g, b)'."""
+    return [int(v) for v in css.removeprefix("rgb(").removesuffix(")").split(",")] + [255]
+
+
+@pytest.mark.browser
+def test_the_scored_stages_are_shown_in_their_own_classes(page, server, bundle):
+    blocks = [(0, 104, "W"), (104, 208, "N1"), (208, 312, "N2"), (312, 416, "N3")]
+    table = restaged(sample_frame(), blocks)
+    upload(page, server, table)
+    _, report = analyse(server, to_csv(table))
+    predicted = pd.Series([bundle.label_names[i] for i in report["predicted"]])
+    crosstab = pd.crosstab(table["stage"], predicted).reindex(
+        index=["W", "N1", "N2", "N3"], columns=list(bundle.label_names), fill_value=0
+    )
+    # Scored stage (rows, its own classes) x predicted class (columns, the bundle's classes).
+    header = page.locator("#confusion-table thead th").all_inner_texts()
+    assert [text.strip() for text in header[1:3]] == ["wake", "sleep"]
+    rows = page.locator("#confusion-table tbody tr")
+    assert [rows.nth(i).get_attribute("data-stage") for i in range(rows.count())] == ["W", "N1", "N2", "N3"]
+    for i, stage in enumerate(crosstab.index):
+        cells = rows.nth(i).locator("td")
+        counts = [int(cells.nth(k).get_attribute("data-count")) for k in range(len(bundle.label_names))]
+        assert counts == crosstab.loc[stage].tolist()
+        assert cells.nth(len(bundle.label_names) + 1).inner_text() == WAKE_SLEEP[stage]
+    # The row-by-row heatmap: a stage legend, and each block of rows in its own stage's colour.
+    legend = page.evaluate(SWATCH_COLOURS, "#heatmap-legend-stages [data-stage]")
+    assert [stage for stage, _ in legend] == ["W", "N1", "N2", "N3"]
+    colours = [rgb(colour) for _, colour in legend]
+    assert len({tuple(c) for c in colours}) == 4
+    assert page.evaluate(SCORED_BAND, [(start + stop) // 2 for start, stop, _ in blocks]) == colours
+    # Per-stage probability distributions, and the stage of the row shown.
+    assert page.locator("#probability-legend [data-group]").all_inner_texts() == [
+        "scored W", "scored N1", "scored N2", "scored N3"
+    ]
+    page.fill("#entry-row", "350")
+    page.dispatch_event("#entry-row", "change")
+    assert "scored N3 (counts as sleep)" in page.inner_text("#entry-title")
+    assert page.locator("#trend-hypnogram .uplot").count() == 1
+    # The accuracy is labelled with what it is measured in.
+    terms, values = (page.locator(f"#summary {tag}").all_inner_texts() for tag in ("dt", "dd"))
+    summary = dict(zip(terms, values, strict=True))
+    assert summary["Scored stages"] == "W · N1 · N2 · N3"
+    truth = table["stage"].map(WAKE_SLEEP)
+    assert summary["Accuracy (stage as wake / sleep)"] == f"{100 * (predicted == truth).mean():.1f} %"
+    assert page.console_errors == []
+
+
+@pytest.mark.browser
+def test_without_a_stage_column_the_stage_views_are_hidden(page, server):
+    upload(page, server, sample_frame().drop(columns=["stage"]))
+    assert page.locator("#confusion").is_hidden()
+    assert page.locator("#trend-hypnogram").is_hidden()
+    assert page.locator("#probability-split-label").is_hidden()
+    split = page.locator("#probability-legend [data-group]").all_inner_texts()
+    assert split == ["predicted wake", "predicted sleep"]
+    assert page.locator("#heatmap-legend-stages").count() == 0
+    assert "scored" not in page.inner_text("#entry-title")
+    terms = page.locator("#summary dt").all_inner_texts()
+    assert terms and not any(term.startswith(("Accuracy", "Scored")) for term in terms)
     assert page.console_errors == []

@@ -5,8 +5,9 @@ Routes (an :class:`fastapi.APIRouter` included by :func:`viewer.app.create_app`)
 - ``GET /analysis``: the page (``viewer/static/analysis.html``; the charts are drawn in the browser).
 - ``GET /api/analysis/sample.csv``: a sample upload (real feature rows of the bundled surrogate session).
 - ``POST /api/analysis``: the CSV as the raw request body; JSON with the predictions, the feature
-  statistics, the correlation matrix and the permutation importance, or (``?format=csv``) the input
-  columns with the predicted label and class probabilities appended.
+  statistics, the correlation matrix, the permutation importance and, with a ``stage`` column, the
+  scored stage in its own classes with its confusion table against the predicted classes, or
+  (``?format=csv``) the input columns with the predicted label and class probabilities appended.
 
 The body is read with a byte limit (HTTP 413 beyond, without reading the rest); problems with the
 file are all listed (HTTP 422, see :mod:`viewer.csv_validation`). The token is required as on every
@@ -95,7 +96,14 @@ class AnalysisResponse(BaseModel):
     prediction_counts: dict[str, int]
     lines: list[int] = Field(description="file line of every row (header = line 1)")
     groups: dict[str, Any] = Field(description="names of the row groups (runs) and the group of every row")
-    scored: dict[str, Any] | None = Field(description="scored labels, when the file has a usable column")
+    scored: dict[str, Any] | None = Field(
+        description="scored labels in the bundle's classes (accuracy, balanced accuracy), when the file has "
+        "a usable column"
+    )
+    stages: dict[str, Any] | None = Field(
+        description="the scored stage in its own classes (W, N1, N2, N3, R: those present), the stage of "
+        "every row and the confusion table (stage x predicted class), when the file has a stage column"
+    )
     feature_stats: dict[str, dict[str, float | None]] = Field(
         description="mean, sd, min, max of every feature; None where it overflows (values near 1e308)"
     )
@@ -260,7 +268,28 @@ def group_ids(table: FeatureTable) -> tuple[np.ndarray, list[str]]:
     return codes.astype(np.int64), [str(name) for name in names]
 
 
-_STAGE_ALIASES = {"WAKE": "W", "1": "N1", "2": "N2", "3": "N3", "4": "N3", "S1": "N1", "S2": "N2", "S3": "N3"}
+STAGE_NAMES: tuple[str, ...] = ("W", "N1", "N2", "N3", "R")
+_STAGE_ALIASES = {
+    "WAKE": "W",
+    "1": "N1",
+    "2": "N2",
+    "3": "N3",
+    "4": "N3",
+    "S1": "N1",
+    "S2": "N2",
+    "S3": "N3",
+    "S4": "N3",
+    "REM": "R",
+}
+
+
+def canonical_stage(value: str) -> str:
+    """A scored stage in the AASM notation (``Wake`` -> ``W``, ``4`` -> ``N3``, ``REM`` -> ``R``).
+
+    Values that are not a known alias are returned upper-cased, as they are.
+    """
+    upper = value.strip().upper()
+    return _STAGE_ALIASES.get(upper, upper)
 
 
 def scored_labels(
@@ -269,8 +298,9 @@ def scored_labels(
     """Class index of every row from a scored column (-1 where unscored), and the column's name.
 
     A ``label`` column holding the bundle's class names is used first; otherwise ``stage`` (W, N1, N2,
-    N3) for the stage-based schemes, or ``task`` for the ``task`` scheme, mapped by
-    :func:`model.labels.make_labels`. None when no row has a usable label.
+    N3; aliases as in :func:`canonical_stage`) for the stage-based schemes, or ``task`` for the ``task``
+    scheme, mapped by :func:`model.labels.make_labels`. None when no row has a usable label. The
+    stage in its own classes is :func:`scored_stages`.
     """
     metadata = table.metadata
     if "label" in metadata:
@@ -284,12 +314,86 @@ def scored_labels(
     if column == "task":
         values = [v.lower().replace("task-", "") for v in metadata["task"]]
     else:
-        values = [_STAGE_ALIASES.get(v.upper(), v.upper()) for v in metadata["stage"]]
+        values = [canonical_stage(v) for v in metadata["stage"]]
     try:
         labels = make_labels(pd.DataFrame({column: values}), scheme)
     except ValueError:
         return None
     return (labels, column) if (labels >= 0).any() else None
+
+
+def stage_mapping(scheme: str, label_names: tuple[str, ...]) -> dict[str, str | None]:
+    """The bundle's class each scored stage counts as (None: the stage has no class in the scheme).
+
+    The mapping of :func:`model.labels.make_labels`: for ``wake-sleep`` W is wake and N1, N2, N3 are
+    sleep; for ``stages`` each stage is its own class; R (no REM in the training data) and, for the
+    ``task`` scheme (labelled by the task column), every stage map to None.
+    """
+    if scheme == "task":
+        return dict.fromkeys(STAGE_NAMES)
+    classes = make_labels(pd.DataFrame({"stage": list(STAGE_NAMES)}), scheme)
+    return {stage: label_names[c] if c >= 0 else None for stage, c in zip(STAGE_NAMES, classes, strict=True)}
+
+
+def scored_stages(
+    table: FeatureTable, predicted: np.ndarray, scheme: str, label_names: tuple[str, ...]
+) -> dict[str, Any] | None:
+    """The scored stage of every row in its own classes, and how each stage was predicted.
+
+    Parameters
+    ----------
+    table : FeatureTable
+        The upload; its ``stage`` column is read (aliases as in :func:`canonical_stage`).
+    predicted : numpy.ndarray
+        Predicted class index (into ``label_names``) of every row.
+    scheme, label_names : str, tuple of str
+        The bundle's label scheme and class names.
+
+    Returns
+    -------
+    stages : dict or None
+        ``column`` ("stage"); ``names``: the stages present, in the order W, N1, N2, N3, R; ``index``:
+        the stage of every row (index into ``names``, -1 where the row has no known stage);
+        ``counts`` per stage; ``unscored_rows``; ``confusion``: rows per stage (rows of the table, in
+        the order of ``names``) and predicted class (columns, in the order of ``label_names``);
+        ``maps_to``: the bundle's class each present stage counts as in the accuracy (None: not
+        counted). None when the file has no stage column or no row with a known stage.
+    """
+    if "stage" not in table.metadata:
+        return None
+    values = [canonical_stage(v) for v in table.metadata["stage"]]
+    present = set(values)
+    names = [stage for stage in STAGE_NAMES if stage in present]
+    if not names:
+        return None
+    position = {stage: i for i, stage in enumerate(names)}
+    index = np.array([position.get(v, -1) for v in values], dtype=np.int64)
+    confusion = np.zeros((len(names), len(label_names)), dtype=np.int64)
+    scored = index >= 0
+    np.add.at(confusion, (index[scored], np.asarray(predicted)[scored]), 1)
+    mapping = stage_mapping(scheme, label_names)
+    return {
+        "column": "stage",
+        "names": names,
+        "index": index.tolist(),
+        "counts": {stage: int(np.sum(index == i)) for i, stage in enumerate(names)},
+        "unscored_rows": int(np.sum(~scored)),
+        "confusion": confusion.tolist(),
+        "maps_to": {stage: mapping[stage] for stage in names},
+    }
+
+
+def accuracy_description(column: str, scheme: str, label_names: tuple[str, ...]) -> str:
+    """What the accuracy of the scored record is measured against, in words."""
+    classes = " / ".join(label_names)
+    if column != "stage":
+        return f"against the {column} column, in the bundle's classes ({classes})"
+    groups: dict[str, list[str]] = {}
+    for stage, name in stage_mapping(scheme, label_names).items():
+        if name is not None:
+            groups.setdefault(name, []).append(stage)
+    mapped = "; ".join(f"{', '.join(stages)} → {name}" for name, stages in groups.items())
+    return f"against the scored stage mapped to the bundle's classes ({mapped})"
 
 
 def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
@@ -397,6 +501,7 @@ def _analysis(table: FeatureTable, state, limits: AnalysisLimits) -> dict:
         labelled = labels >= 0
         scored_record = {
             "column": scored[1],
+            "against": accuracy_description(scored[1], bundle.labels, bundle.label_names),
             "labels": labels.tolist(),
             "labelled_rows": int(labelled.sum()),
             "accuracy": float(np.mean(predicted[labelled] == labels[labelled])),
@@ -413,6 +518,7 @@ def _analysis(table: FeatureTable, state, limits: AnalysisLimits) -> dict:
         "lines": table.lines.tolist(),
         "groups": {"names": group_names, "index": groups.tolist()},
         "scored": scored_record,
+        "stages": scored_stages(table, predicted, bundle.labels, bundle.label_names),
         "feature_stats": _feature_stats(features),
         "correlation": _correlation(features),
         "importance": importance,

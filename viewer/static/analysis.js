@@ -39,7 +39,27 @@
     alff_mean: "ALFF mean",
     alff_variance: "ALFF var",
   };
+  // Units of the features as extracted with the default settings (docs/features.md).
+  const FEATURE_UNITS = {
+    eeg_delta_power: "µV²",
+    eeg_theta_power: "µV²",
+    eeg_alpha_power: "µV²",
+    eeg_beta_power: "µV²",
+    eeg_gamma_power: "µV²",
+    eeg_spectral_entropy: "0–1, no unit",
+    eeg_mean_coherence: "0–1, no unit",
+    bold_mean: "scanner units",
+    bold_variance: "%²",
+    alff_mean: "%",
+    alff_variance: "%²",
+  };
+  const COUNT_LABEL = "count of windows";
+  const ROW_LABEL = "row (one 2.1-s window each, in file order)";
   const CLASS_COLORS = ["#f2b84b", "#6c8cff", "#4cc9a0", "#e07a9f", "#b48ead", "#7fd1e8"];
+  // Scored stages: wake in the wake class's amber, NREM from light to deep blue-violet, REM pink.
+  const STAGE_COLORS = { W: "#f2b84b", N1: "#9fd8f5", N2: "#5b8ff9", N3: "#8a5cf6", R: "#e07a9f" };
+  // Hypnogram order, top to bottom.
+  const HYPNOGRAM_ORDER = ["W", "R", "N1", "N2", "N3"];
   const FEATURE_COLORS = [
     "#6cb6f5", "#f2b84b", "#4cc9a0", "#e07a9f", "#b48ead", "#e8793a",
     "#9bd36a", "#7fd1e8", "#f07178", "#c3a6ff", "#d7c27a",
@@ -56,7 +76,16 @@
   const VIRIDIS = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"];
 
   const $ = (id) => document.getElementById(id);
-  const state = { file: null, result: null, row: 0, charts: [], trendFeatures: new Set(), redraw: [] };
+  const state = {
+    file: null,
+    result: null,
+    row: 0,
+    charts: [],
+    trendFeatures: new Set(),
+    redraw: [],
+    classColors: CLASS_COLORS,
+    probabilitySplit: null,
+  };
 
   // ---------------------------------------------------------------- header links keep the token
   for (const id of ["nav-live", "nav-analysis"]) {
@@ -206,6 +235,8 @@
     state.redraw = [];
     const result = state.result;
     for (const section of document.querySelectorAll("[data-viz]")) delete section.dataset.rendered;
+    // A bundle that predicts stages draws them in the stage colours, as the scored stage is drawn.
+    state.classColors = result.label_names.map((name, i) => STAGE_COLORS[name] || CLASS_COLORS[i % CLASS_COLORS.length]);
     renderSummary(result);
     const steps = [
       ["feature-distributions", renderFeatureDistributions],
@@ -230,17 +261,23 @@
       ["Runs (groups)", result.groups.names.length.toLocaleString()],
       ...result.label_names.map((name) => [`Predicted ${name}`, percent(result.prediction_counts[name] / result.rows)]),
     ];
+    if (result.stages) {
+      items.push(["Scored stages", result.stages.names.join(" · ")]);
+    }
     if (result.scored) {
-      items.push([`Agreement with ${result.scored.column}`, percent(result.scored.accuracy)]);
-      items.push(["Balanced accuracy", result.scored.balanced_accuracy.toFixed(3)]);
+      // Measured in the bundle's classes: say so, and against what.
+      const basis = `${result.scored.column} as ${result.label_names.join(" / ")}`;
+      items.push([`Accuracy (${basis})`, percent(result.scored.accuracy), result.scored.against]);
+      items.push([`Balanced accuracy (${basis})`, result.scored.balanced_accuracy.toFixed(3), result.scored.against]);
     }
     summary.replaceChildren(
-      ...items.map(([term, value]) => {
+      ...items.map(([term, value, title]) => {
         const div = document.createElement("div");
         const dt = document.createElement("dt");
         const dd = document.createElement("dd");
         dt.textContent = term;
         dd.textContent = value;
+        if (title) div.title = title;
         div.append(dt, dd);
         return div;
       }),
@@ -256,16 +293,18 @@
     const box = $("feature-histograms");
     box.replaceChildren();
     for (const name of result.feature_names) {
-      const cell = multiple(box, FEATURE_LABELS[name] || name);
+      const label = FEATURE_LABELS[name] || name;
+      const cell = multiple(box, label);
+      const plot = labelledPlot(cell, `${label} (${FEATURE_UNITS[name] || "no unit"})`, COUNT_LABEL);
       const { centers, counts } = histogram(result.features[name], binCount(result.rows));
       const color = name.startsWith("eeg_") ? EEG_COLOR : FMRI_COLOR;
-      addChart(cell, {
+      addChart(plot, {
         height: 150,
         legend: { show: false },
         cursor: { show: true, points: { show: false } },
         scales: { x: { time: false } },
         axes: [axis({ size: 30, values: compactValues }), axis({ size: 48, values: compactValues })],
-        series: [{}, { label: "rows", fill: `${color}99`, stroke: color, width: 1, paths: bars() }],
+        series: [{}, { label: COUNT_LABEL, fill: `${color}99`, stroke: color, width: 1, paths: bars(), points: { show: false } }],
       }, [centers, counts]);
     }
   }
@@ -283,6 +322,67 @@
     const draw = () => drawBars(canvas, items, { min: 0 });
     draw();
     state.redraw.push(draw);
+    renderConfusion(result);
+  }
+
+  // Scored stage (rows, its own classes) x predicted class (columns, the bundle's classes).
+  function renderConfusion(result) {
+    const box = $("confusion");
+    const table = $("confusion-table");
+    const stages = result.stages;
+    box.hidden = !stages;
+    table.replaceChildren();
+    $("confusion-note").textContent = "";
+    if (!stages) return;
+    const head = document.createElement("tr");
+    head.append(headerCell("scored ╲ predicted", "col"));
+    result.label_names.forEach((name, k) => head.append(headerCell(swatch(classColor(k), name), "col")));
+    head.append(headerCell("rows", "col"), headerCell("counts as", "col"));
+    const thead = document.createElement("thead");
+    thead.append(head);
+    const tbody = document.createElement("tbody");
+    stages.names.forEach((stage, i) => {
+      const row = document.createElement("tr");
+      row.dataset.stage = stage;
+      row.append(headerCell(swatch(STAGE_COLORS[stage] || "#93a0b2", stage), "row"));
+      const total = stages.counts[stage];
+      stages.confusion[i].forEach((count, k) => {
+        const cell = document.createElement("td");
+        const share = total ? count / total : 0;
+        cell.textContent = `${count.toLocaleString()} (${percent(share)})`;
+        cell.dataset.count = String(count);
+        cell.style.background = `rgba(108, 182, 245, ${(0.05 + 0.5 * share).toFixed(3)})`;
+        // the class this stage counts as in the accuracy
+        if (stages.maps_to[stage] === result.label_names[k]) cell.classList.add("agrees");
+        row.append(cell);
+      });
+      const rows = document.createElement("td");
+      rows.textContent = total.toLocaleString();
+      const mapped = document.createElement("td");
+      mapped.className = "maps-to";
+      mapped.textContent = stages.maps_to[stage] || "not counted";
+      row.append(rows, mapped);
+      tbody.append(row);
+    });
+    table.append(thead, tbody);
+    const notes = [];
+    if (result.scored && result.scored.column === "stage") {
+      notes.push(
+        `Accuracy ${percent(result.scored.accuracy)}, balanced accuracy ${result.scored.balanced_accuracy.toFixed(3)}, ` +
+          `${result.scored.against}; outlined cells agree.`,
+      );
+    }
+    const uncounted = stages.names.filter((stage) => !stages.maps_to[stage]);
+    if (uncounted.length) notes.push(`${uncounted.join(", ")}: no class of this bundle, not in the accuracy.`);
+    if (stages.unscored_rows) notes.push(`${stages.unscored_rows.toLocaleString()} rows without a known stage are not in the table.`);
+    $("confusion-note").textContent = notes.join(" ");
+  }
+
+  function headerCell(content, scope) {
+    const cell = document.createElement("th");
+    cell.scope = scope;
+    cell.append(content);
+    return cell;
   }
 
   // 3 · probability heatmap: classes (and predicted / scored rows) x rows, binned to pixels
@@ -304,20 +404,51 @@
     gradient.className = "gradient";
     gradient.style.background = `linear-gradient(to right, ${VIRIDIS.join(", ")})`;
     legend.append(textSpan("probability 0"), gradient, textSpan("1"));
-    result.label_names.forEach((name, i) => legend.append(swatch(classColor(i), name)));
+    const predicted = legendGroup("predicted");
+    result.label_names.forEach((name, i) => predicted.append(swatch(classColor(i), name)));
+    legend.append(predicted);
+    if (result.stages) {
+      const scored = legendGroup("scored stage");
+      scored.id = "heatmap-legend-stages";
+      result.stages.names.forEach((stage) => {
+        const item = swatch(STAGE_COLORS[stage] || "#93a0b2", stage);
+        item.dataset.stage = stage;
+        scored.append(item);
+      });
+      legend.append(scored);
+    }
+  }
+
+  function legendGroup(title) {
+    const group = document.createElement("span");
+    group.className = "legend-group";
+    const heading = document.createElement("span");
+    heading.className = "legend-title";
+    heading.textContent = `${title}:`;
+    group.append(heading);
+    return group;
   }
 
   function drawProbabilityHeatmap(canvas, result) {
     const { ctx, width, height } = setupCanvas(canvas);
     const names = result.label_names;
     const bands = names.map((name) => ({ label: `P(${name})`, kind: "probability", name }));
-    bands.push({ label: "predicted", kind: "class", values: result.predicted });
-    if (result.scored) bands.push({ label: `scored (${result.scored.column})`, kind: "class", values: result.scored.labels });
+    bands.push({ label: "predicted", kind: "class", values: result.predicted, colors: state.classColors });
+    if (result.stages) {
+      const colors = result.stages.names.map((stage) => STAGE_COLORS[stage] || "#93a0b2");
+      bands.push({ label: "scored stage", kind: "class", values: result.stages.index, colors });
+    } else if (result.scored) {
+      bands.push({ label: `scored (${result.scored.column})`, kind: "class", values: result.scored.labels, colors: state.classColors });
+    }
     const left = 130;
     const bottom = 26;
     const plotWidth = Math.max(10, width - left - 10);
     const bandHeight = (height - bottom - 6) / bands.length;
-    canvas._layout = { left, width: plotWidth };
+    canvas._layout = {
+      left,
+      width: plotWidth,
+      bands: bands.map((band, b) => ({ label: band.label, top: 3 + b * bandHeight, height: bandHeight })),
+    };
     const columns = Math.min(result.rows, Math.floor(plotWidth));
     const columnWidth = plotWidth / columns;
     bands.forEach((band, b) => {
@@ -340,7 +471,7 @@
           const counts = new Map();
           for (let r = start; r < stop; r++) counts.set(band.values[r], (counts.get(band.values[r]) || 0) + 1);
           const [top] = [...counts.entries()].sort((a, b2) => b2[1] - a[1])[0];
-          color = top >= 0 ? classColor(top) : "#2b3542";
+          color = top >= 0 ? band.colors[top] : "#2b3542";
         }
         ctx.fillStyle = color;
         ctx.fillRect(left + c * columnWidth, y + 1, Math.ceil(columnWidth), bandHeight - 2);
@@ -394,8 +525,11 @@
     const left = 92;
     const top = 8;
     const bottom = 80;
-    const size = Math.max(10, Math.min(width - left - 10, height - top - bottom));
+    const scaleSpace = 100; // the colour scale, right of the matrix
+    const size = Math.max(10, Math.min(width - left - scaleSpace, height - top - bottom));
     const cell = size / n;
+    canvas._layout = { left, top, cell, n };
+    drawCorrelationScale(left + size + 22, top, size);
     ctx.font = THEME.font;
     for (let i = 0; i < n; i++) {
       for (let j = 0; j < n; j++) {
@@ -422,41 +556,102 @@
     }
   }
 
-  // 6 · probability distributions: per class, histogram of its probability split by predicted class
+  // The colour scale beside the matrix: a bar drawn with the matrix's own colour function, from
+  // r = 1 at the top to r = −1 at the bottom, with its labels.
+  function drawCorrelationScale(x, y, size) {
+    const scale = $("correlation-scale");
+    scale.hidden = false;
+    scale.style.left = `${x}px`;
+    scale.style.top = `${y}px`;
+    scale.style.height = `${size}px`;
+    const bar = $("correlation-scale-bar");
+    bar.style.height = `${size}px`;
+    const { ctx, width, height } = setupCanvas(bar);
+    for (let py = 0; py < height; py++) {
+      ctx.fillStyle = diverging(1 - (2 * py) / Math.max(1, height - 1));
+      ctx.fillRect(0, py, width, 1);
+    }
+    const ticks = $("correlation-scale-ticks");
+    ticks.replaceChildren();
+    for (const value of [1, 0.5, 0, -0.5, -1]) {
+      const tick = document.createElement("span");
+      tick.className = "tick";
+      tick.dataset.value = String(value);
+      tick.style.top = `${((1 - value) / 2) * 100}%`;
+      tick.textContent = value < 0 ? `\u2212${-value}` : String(value);
+      ticks.append(tick);
+    }
+  }
+
+  // 6 · probability distributions: per class, histogram of its probability split by the scored stage
+  // (when the file has one) or by the predicted class
   function renderProbabilityDistributions(result) {
+    const select = $("probability-split");
+    $("probability-split-label").hidden = !result.stages;
+    if (!result.stages) state.probabilitySplit = "predicted";
+    else if (state.probabilitySplit === null) state.probabilitySplit = "stage";
+    select.value = state.probabilitySplit;
+    select.onchange = () => {
+      state.probabilitySplit = select.value;
+      drawProbabilityDistributions(result);
+    };
+    drawProbabilityDistributions(result);
+  }
+
+  function drawProbabilityDistributions(result) {
     const box = $("probability-histograms");
+    state.charts = state.charts.filter((chart) => {
+      if (chart._probabilityHistogram) chart.destroy();
+      return !chart._probabilityHistogram;
+    });
     box.replaceChildren();
+    const byStage = state.probabilitySplit === "stage" && result.stages;
+    $("probability-split-caption").textContent = byStage ? "the scored stage" : "the predicted class";
+    const groups = byStage
+      ? result.stages.names.map((stage, k) => ({ label: `scored ${stage}`, color: STAGE_COLORS[stage] || "#93a0b2", index: k }))
+      : result.label_names.map((name, k) => ({ label: `predicted ${name}`, color: classColor(k), index: k }));
+    const groupOf = byStage ? result.stages.index : result.predicted;
+    const legend = $("probability-legend");
+    legend.replaceChildren(
+      ...groups.map((group) => {
+        const item = swatch(group.color, group.label);
+        item.dataset.group = group.label;
+        return item;
+      }),
+    );
     const bins = 20;
     const edges = Array.from({ length: bins + 1 }, (_, i) => i / bins);
     result.label_names.forEach((name) => {
       const cell = multiple(box, `P(${name})`);
+      const plot = labelledPlot(cell, `probability of ${name}`, COUNT_LABEL);
       const probabilities = result.probabilities[name];
       const series = [{}];
       const data = [edges];
-      result.label_names.forEach((predictedName, k) => {
+      for (const group of groups) {
         const counts = new Array(bins + 1).fill(0);
         for (let r = 0; r < result.rows; r++) {
-          if (result.predicted[r] !== k) continue;
+          if (groupOf[r] !== group.index) continue;
           counts[Math.min(bins - 1, Math.floor(probabilities[r] * bins))] += 1;
         }
         counts[bins] = counts[bins - 1];
         data.push(counts);
         series.push({
-          label: `predicted ${predictedName}`,
-          stroke: classColor(k),
-          fill: `${classColor(k)}55`,
+          label: group.label,
+          stroke: group.color,
+          fill: `${group.color}44`,
           width: 1.5,
           paths: uPlot.paths.stepped({ align: 1 }),
         });
-      });
-      addChart(cell, {
+      }
+      const chart = addChart(plot, {
         height: 190,
         scales: { x: { time: false, range: [0, 1] } },
         axes: [axis({ size: 30 }), axis({ size: 48, values: compactValues })],
         series,
-        legend: { show: true, live: false },
+        legend: { show: false },
         cursor: { points: { show: false } },
       }, data);
+      chart._probabilityHistogram = true;
     });
   }
 
@@ -489,7 +684,12 @@
     if (result.groups.names.length > 1 || result.groups.names[0] !== "all rows") {
       parts.push(`run ${result.groups.names[result.groups.index[row]]}`);
     }
-    if (result.scored) {
+    if (result.stages) {
+      const stage = result.stages.index[row];
+      const name = stage >= 0 ? result.stages.names[stage] : null;
+      const mapped = name && result.stages.maps_to[name];
+      parts.push(`scored ${name || "–"}${mapped && mapped !== name ? ` (counts as ${mapped})` : ""}`);
+    } else if (result.scored) {
       const scored = result.scored.labels[row];
       parts.push(`scored ${scored >= 0 ? result.label_names[scored] : "–"}`);
     }
@@ -527,17 +727,18 @@
   // 8 · trends over rows
   function renderTrends(result) {
     const rows = Array.from({ length: result.rows }, (_, i) => i + 1);
+    renderHypnogram(result, rows);
     const probabilityBox = $("trend-probabilities");
     probabilityBox.replaceChildren();
+    const plot = labelledPlot(probabilityBox, ROW_LABEL, "probability");
     const series = [{ label: "row" }];
     const data = [rows];
     result.label_names.forEach((name, i) => {
       series.push({ label: `P(${name})`, stroke: classColor(i), width: 1.5 });
       data.push(result.probabilities[name]);
     });
-    const width = probabilityBox.clientWidth || 1000;
-    markRow(addChart(probabilityBox, {
-      width,
+    markRow(addChart(plot, {
+      width: plot.clientWidth || 1000,
       height: 220,
       scales: { x: { time: false }, y: { range: [0, 1] } },
       axes: [axis({ size: 34 }), axis({ size: 44 })],
@@ -567,6 +768,53 @@
     drawFeatureTrends(result);
   }
 
+  // The scored stage as a hypnogram (W at the top, then R, N1, N2, N3), with the prediction on the
+  // same stage axis when the bundle predicts stages.
+  function renderHypnogram(result, rows) {
+    const box = $("trend-hypnogram");
+    box.replaceChildren();
+    box.hidden = !result.stages;
+    if (!result.stages) return;
+    const names = result.stages.names;
+    const predictsStages = result.label_names.every((name) => HYPNOGRAM_ORDER.includes(name));
+    const shown = HYPNOGRAM_ORDER.filter(
+      (stage) => names.includes(stage) || (predictsStages && result.label_names.includes(stage)),
+    );
+    const level = (stage) => shown.length - 1 - shown.indexOf(stage);
+    const levels = shown.map((_, i) => i);
+    const stageAt = (v) => shown[shown.length - 1 - v];
+    const scored = result.stages.index.map((k) => (k >= 0 ? level(names[k]) : null));
+    const series = [
+      { label: "row" },
+      { label: "scored stage", stroke: "#dde3ea", width: 2, paths: uPlot.paths.stepped({ align: 1 }), value: (u, v) => (v === null ? "–" : stageAt(v)) },
+    ];
+    const data = [rows, scored];
+    if (predictsStages) {
+      series.push({
+        label: "predicted stage",
+        stroke: "#f2b84b",
+        width: 1.2,
+        dash: [5, 4],
+        paths: uPlot.paths.stepped({ align: 1 }),
+        value: (u, v) => (v === null ? "–" : stageAt(v)),
+      });
+      data.push(result.predicted.map((k) => level(result.label_names[k])));
+    }
+    const plot = labelledPlot(box, ROW_LABEL, "scored stage");
+    const chart = addChart(plot, {
+      width: plot.clientWidth || 1000,
+      height: 40 + 28 * shown.length,
+      scales: { x: { time: false }, y: { range: [-0.5, shown.length - 0.5] } },
+      axes: [
+        axis({ size: 34 }),
+        axis({ size: 44, splits: () => levels, values: (u, splits) => splits.map(stageAt) }),
+      ],
+      series,
+      hooks: rowMarkerHooks(),
+    }, data);
+    markRow(chart);
+  }
+
   function drawFeatureTrends(result) {
     const box = $("trend-features");
     state.charts = state.charts.filter((chart) => {
@@ -584,8 +832,9 @@
       data.push(result.features[name].map((v) => (v - stats.mean) / sd));
       series.push({ label: `${SHORT_LABELS[name]} (z)`, stroke: FEATURE_COLORS[j % FEATURE_COLORS.length], width: 1.2 });
     });
-    const chart = addChart(box, {
-      width: box.clientWidth || 1000,
+    const plot = labelledPlot(box, ROW_LABEL, "z-score (sd from the file's mean)");
+    const chart = addChart(plot, {
+      width: plot.clientWidth || 1000,
       height: 240,
       scales: { x: { time: false } },
       axes: [axis({ size: 34 }), axis({ size: 44 })],
@@ -600,6 +849,9 @@
   function addChart(container, options, data) {
     const width = options.width || Math.max(200, container.clientWidth || 300);
     const chart = new uPlot({ ...options, width }, data, container);
+    // In a labelled plot the legend goes below the x-axis title, not between the axis and its title.
+    const legend = chart.root.querySelector(".u-legend");
+    if (legend && container.classList.contains("plot")) container.parentElement.append(legend);
     state.charts.push(chart);
     return chart;
   }
@@ -639,6 +891,24 @@
     cell.append(heading);
     container.append(cell);
     return cell;
+  }
+
+  // A plot with its axis titles as text beside it: the y title turned up the left edge, the x title
+  // beneath. Returns the element the chart goes in.
+  function labelledPlot(container, xLabel, yLabel) {
+    const frame = document.createElement("div");
+    frame.className = "plot-frame";
+    const y = document.createElement("div");
+    y.className = "axis-label y";
+    y.textContent = yLabel;
+    const plot = document.createElement("div");
+    plot.className = "plot";
+    const x = document.createElement("div");
+    x.className = "axis-label x";
+    x.textContent = xLabel;
+    frame.append(y, plot, x);
+    container.append(frame);
+    return plot;
   }
 
   function axis(extra) {
@@ -764,7 +1034,7 @@
 
   // ---------------------------------------------------------------- colours and formats
   function classColor(index) {
-    return CLASS_COLORS[index % CLASS_COLORS.length];
+    return state.classColors[index % state.classColors.length];
   }
 
   function hexToRgb(hex) {
