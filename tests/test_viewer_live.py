@@ -1,7 +1,15 @@
-"""The live page in chromium: predictions arrive, the hypnogram grows, it reconnects, memory stays bounded."""
+"""The live page in chromium: predictions arrive, charts read at a glance, it reconnects, memory is bounded.
+
+Every test serves the page from a real uvicorn server and feeds it through the real websocket feed:
+either a replay consumed by the real acquisition and pipeline, or prediction messages built by
+:class:`model.prediction.Prediction` and published on the server's broadcaster (what the pipeline's
+sink does).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 
 import pytest
@@ -13,6 +21,15 @@ from viewer.server import LiveServer, free_port
 
 pytestmark = pytest.mark.browser
 PROJECT_BUNDLE = "model/default_bundle"
+STAGE_AXIS = ["N3", "N2", "N1", "R", "W"]  # the stage axis, bottom to top
+# Typical magnitudes of the fMRI metrics (the default bundle's training means): a shared axis would
+# squash all but the BOLD mean flat.
+FMRI_TYPICAL = {"bold_mean": 787.6, "bold_variance": 0.66, "alff_mean": 2.12, "alff_variance": 0.119}
+FMRI_UNITS = {"bold_mean": "scanner units", "bold_variance": "%²", "alff_mean": "%", "alff_variance": "%²"}
+EEG_FEATURES = (
+    "eeg_delta_power", "eeg_theta_power", "eeg_alpha_power", "eeg_beta_power", "eeg_gamma_power",
+    "eeg_spectral_entropy", "eeg_mean_coherence",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +40,22 @@ def bundle():
     return load_bundle(PROJECT / PROJECT_BUNDLE)
 
 
+@pytest.fixture(scope="module")
+def stage_bundle(bundle):
+    """A bundle that predicts the four scored stages (an untrained network: only its labels matter here)."""
+    from model.architecture import build_fusion_model
+    from model.labels import label_names
+
+    names = label_names("stages")
+    return dataclasses.replace(
+        bundle,
+        model=build_fusion_model(bundle.context, len(names)),
+        labels="stages",
+        label_names=names,
+        path=None,
+    )
+
+
 def live_value(page, expression: str):
     return page.evaluate(f"window.sleepstreamLive.{expression}")
 
@@ -31,13 +64,54 @@ def wait_until(page, condition: str, timeout_s: float) -> None:
     page.wait_for_function(f"window.sleepstreamLive && ({condition})", timeout=timeout_s * 1000)
 
 
-def synthetic_message(window: int, stage: str | None = "N2") -> dict:
-    """A valid prediction message (the server does not check what it relays)."""
-    sleep = 0.2 + 0.6 * (window % 5) / 4
-    features = {name: 1.0 + window % 7 for name in (
-        "eeg_delta_power", "eeg_theta_power", "eeg_alpha_power", "eeg_beta_power", "eeg_gamma_power",
-        "eeg_spectral_entropy", "eeg_mean_coherence", "bold_mean", "bold_variance", "alff_mean",
-        "alff_variance")}  # fmt: skip
+def wait_drawn(page, windows: int, timeout_s: float) -> None:
+    """Wait until the page has received ``windows`` windows and redrawn its charts with all of them."""
+    live = "window.sleepstreamLive"
+    wait_until(page, f"{live}.windows() === {windows} && {live}.drawnWindows() === {windows}", timeout_s)
+
+
+def wait_for(predicate, timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` until true; the bound only guards against hanging."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def legend_values(page, chart: str) -> dict[str, str]:
+    """Legend label to the value it shows, for every uPlot chart under ``#chart-<chart>``."""
+    return page.evaluate(
+        """(selector) => Object.fromEntries([...document.querySelectorAll(`${selector} .u-legend .u-series`)]
+            .map((row) => [row.querySelector('.u-label').textContent.replace(/:$/, ''),
+                           row.querySelector('.u-value').textContent]))""",
+        f"#chart-{chart}",
+    )
+
+
+def legend_text(chart: str, entry: int) -> str:
+    """JavaScript for the value that entry ``entry`` (0: the session time) of a chart's legend shows."""
+    return f"document.querySelectorAll('#chart-{chart} .u-value')[{entry}].textContent"
+
+
+def fmri_legend(page) -> dict[str, str]:
+    """The value each fMRI chart's legend shows (its time entry is hidden: the other charts show it)."""
+    legend = legend_values(page, "fmri")
+    legend.pop("session time")
+    assert set(legend) == {"BOLD mean", "BOLD variance", "ALFF mean", "ALFF variance"}
+    return legend
+
+
+def sleep_probability(window: int) -> float:
+    return 0.2 + 0.6 * (window % 5) / 4
+
+
+def synthetic_message(window: int, stage: str | None = "N2", fmri: bool = True) -> dict:
+    """A prediction message as the pipeline sends it; ``fmri=False``: NaN fMRI features (sent as null)."""
+    sleep = sleep_probability(window)
+    features = {name: 1.0 + window % 7 for name in EEG_FEATURES}
+    for name, typical in FMRI_TYPICAL.items():
+        features[name] = typical * (1 + 0.01 * (window % 3)) if fmri else math.nan
     return Prediction(
         window=window,
         stream_time=1000.0 + 2.1 * window,
@@ -51,11 +125,20 @@ def synthetic_message(window: int, stage: str | None = "N2") -> dict:
     ).to_message()
 
 
+def stage_message(window: int, stage: str) -> dict:
+    """A prediction of a bundle that predicts stages: most of the probability on ``stage``."""
+    message = synthetic_message(window, stage=stage)
+    message["probabilities"] = {name: (0.7 if name == stage else 0.1) for name in ("W", "N1", "N2", "N3")}
+    message["label"] = stage
+    return message
+
+
 @pytest.mark.lsl
 def test_during_a_replay_predictions_arrive_and_the_hypnogram_grows(
     page, short_dataset, unique_prefix, bundle
 ):
     player, acquisition, state = live_session(short_dataset, unique_prefix, bundle, speed=10)
+    pipeline = state.pipeline
     try:
         with LiveServer(state) as server:
             page.goto(f"{server.url}/")
@@ -70,10 +153,208 @@ def test_during_a_replay_predictions_arrive_and_the_hypnogram_grows(
             assert "connected" in eeg_row and "250.00" in eeg_row
             for chart in ("probability", "hypnogram", "bands", "fmri"):
                 assert page.locator(f"#chart-{chart} canvas").count() >= 1
-            assert int(page.text_content("#window-count")) == live_value(page, "windows()")
+            # The default bundle predicts wake or sleep: a two-level track, wake on top as W is.
+            axes = live_value(page, "hypnogramAxes()")
+            assert axes["predicted"]["ticks"] == ["sleep", "wake"]
+            assert axes["scored"]["ticks"] == STAGE_AXIS
+            # Each level of the two-level track is as tall as a stage level: the tracks read as one scale.
+            level = axes["scored"]["pixelsPerUnit"]
+            assert axes["predicted"]["pixelsPerUnit"] == pytest.approx(level, abs=0.5)
+            # Every prediction made reaches the page; then it shows the last one's window number.
+            acquisition.stop()
+            wait_for(lambda: not pipeline.running, 30, "the pipeline to finish")
+            made = pipeline.predictions
+            wait_drawn(page, made, 30)
+            last = pipeline.history[-1]
+            assert page.text_content("#window-number") == str(last.window)
+            assert page.text_content("#windows-received") == f"{made} received by this page"
+            # Not hovering: the legend shows the newest window's values.
+            probabilities = legend_values(page, "probability")
+            for label, p in last.probabilities.items():
+                assert probabilities[f"P({label})"] == f"{p:.2f}"
+            assert legend_values(page, "hypnogram")["predicted"] == last.label
     finally:
         acquisition.stop()
         player.stop()
+    assert page.console_errors == []
+
+
+def test_legends_show_the_latest_window_until_a_plot_is_hovered(page, bundle):
+    with LiveServer(ServerState(bundle=bundle, session={"name": "legends"})) as server:
+        page.goto(f"{server.url}/")
+        wait_until(page, "window.sleepstreamLive.connection() === 'connected'", 20)
+        messages = [synthetic_message(window) for window in range(10)]
+        for message in messages:
+            server.publish(message)
+        wait_drawn(page, 10, 20)
+        last = messages[-1]
+        assert legend_values(page, "probability") == {
+            "session time": "0:00:18",
+            "P(wake)": f"{last['probabilities']['wake']:.2f}",
+            "P(sleep)": f"{last['probabilities']['sleep']:.2f}",
+        }
+        assert legend_values(page, "hypnogram")["predicted"] == last["label"]
+        assert legend_values(page, "hypnogram")["scored"] == "N2"
+        assert legend_values(page, "bands")["delta"] == f"{last['features']['eeg_delta_power']:#.3g} µV²"
+        fmri = fmri_legend(page)
+        shown = (("BOLD mean", "bold_mean", " a.u."), ("ALFF variance", "alff_variance", " %²"))
+        for title, metric, unit in shown:
+            assert fmri[title].endswith(unit), fmri
+            assert float(fmri[title].removesuffix(unit)) == pytest.approx(last["features"][metric], rel=1e-3)
+        # Hovering the first window of one chart: every chart's legend shows that window (shared cursor).
+        plot = page.locator("#chart-probability .u-over").bounding_box()
+        page.mouse.move(plot["x"] + 1, plot["y"] + plot["height"] / 2)
+        wait_until(page, f"{legend_text('probability', 0)} === '0:00:00'", 10)
+        assert legend_values(page, "probability")["P(wake)"] == f"{messages[0]['probabilities']['wake']:.2f}"
+        assert legend_values(page, "bands")["session time"] == "0:00:00"
+        # Leaving it: the latest again.
+        page.mouse.move(5, 5)
+        wait_until(page, f"{legend_text('probability', 0)} === '0:00:18'", 10)
+        assert legend_values(page, "probability")["P(wake)"] == f"{last['probabilities']['wake']:.2f}"
+        assert legend_values(page, "bands")["session time"] == "0:00:18"
+    assert page.console_errors == []
+
+
+def test_each_fmri_metric_has_its_own_axis_and_unit(page, bundle):
+    with LiveServer(ServerState(bundle=bundle, session={"name": "fmri axes"})) as server:
+        page.goto(f"{server.url}/")
+        wait_until(page, "window.sleepstreamLive.connection() === 'connected'", 20)
+        for window in range(12):
+            server.publish(synthetic_message(window))
+        wait_drawn(page, 12, 20)
+        axes = {axis["metric"]: axis for axis in live_value(page, "fmriAxes()")}
+        assert set(axes) == set(FMRI_TYPICAL)
+        assert all(axis["drawn"] == 12 for axis in axes.values())
+        for metric, typical in FMRI_TYPICAL.items():
+            axis = axes[metric]
+            low, high = typical, typical * 1.02  # the values published
+            # The axis spans this metric's values, and not the others': no flat line at the bottom.
+            assert axis["min"] <= low and axis["max"] >= high, axis
+            assert axis["max"] - axis["min"] < 10 * (high - low), axis
+            assert axis["label"] == FMRI_UNITS[metric]
+            assert FMRI_UNITS[metric] in axis["title"]
+            assert len(axis["ticks"]) >= 2
+        assert page.get_attribute("#chart-fmri", "data-state") == "ok"
+        assert page.is_hidden("#fmri-note")
+    assert page.console_errors == []
+
+
+def test_fmri_values_that_stop_leave_a_gap_not_zeros(page, bundle):
+    with LiveServer(ServerState(bundle=bundle, session={"name": "fmri stops"})) as server:
+        page.goto(f"{server.url}/")
+        wait_until(page, "window.sleepstreamLive.connection() === 'connected'", 20)
+        messages = [synthetic_message(window, fmri=window < 6) for window in range(10)]
+        assert messages[-1]["features"]["bold_mean"] is None  # NaN is sent as null
+        for message in messages:
+            server.publish(message)
+        wait_drawn(page, 10, 20)
+        assert page.get_attribute("#chart-fmri", "data-state") == "missing"
+        for points in live_value(page, "fmriPoints()"):
+            assert all(v is not None for v in points[:6]) and points[6:] == [None] * 4
+        assert all(axis["drawn"] == 6 for axis in live_value(page, "fmriAxes()"))
+        assert set(fmri_legend(page).values()) == {"no data"}
+        assert page.is_visible("#fmri-note") and "no fMRI data" in page.text_content("#fmri-note")
+        assert page.locator("#chart-fmri .multiple[data-missing=true] .no-data").count() == 4
+        assert legend_values(page, "bands")["delta"] != "no data"  # EEG is still drawn
+        assert page.is_hidden("#bands-note")
+        # Data back: the note goes.
+        server.publish(synthetic_message(10))
+        wait_until(page, "document.querySelector('#chart-fmri').dataset.state === 'ok'", 10)
+        assert page.is_hidden("#fmri-note")
+    assert page.console_errors == []
+
+
+@pytest.mark.lsl
+def test_with_the_fmri_stream_lost_the_page_shows_no_fmri_data_and_keeps_drawing_eeg(
+    page, short_dataset, unique_prefix, bundle, monkeypatch
+):
+    """A replay whose fMRI stream is lost: fMRI features null, the stream shown lost, EEG goes on."""
+    import pylsl
+
+    import viewer.server
+    from model.inference import Predictor
+    from simulators.replay import SessionPlayer
+    from simulators.session import read_session
+    from stream.acquisition import Acquisition
+    from stream.config import AcquisitionConfig, StreamQuery
+    from stream.pipeline import Pipeline
+
+    monkeypatch.setattr(viewer.server, "STATUS_INTERVAL", 0.5)
+    session = read_session(short_dataset, "99", "sleep-1")
+    # The scanner's fMRI export: a stream of its own, lost once the acquisition has found it.
+    scanner = pylsl.StreamInfo(
+        f"{unique_prefix}-scanner", "fMRI", 1 + session.parcellation.n_regions, 1 / session.tr, "float32",
+        f"{unique_prefix}-scanner",
+    )  # fmt: skip
+    scanner.desc().append_child("session").append_child_value("tr", f"{session.tr:g}")
+    scanner_outlet = pylsl.StreamOutlet(scanner)
+    player = SessionPlayer(session, speed=10, loop=True, with_truth=True, prefix=unique_prefix)
+    player.start()
+    config = dataclasses.replace(
+        AcquisitionConfig.for_replay(unique_prefix, with_truth=True, resolve_timeout=10),
+        fmri=StreamQuery(name=f"{unique_prefix}-scanner"),
+    )
+    acquisition = Acquisition(config).start()
+    pipeline = Pipeline(acquisition, Predictor(bundle))
+    state = ServerState(pipeline=pipeline, bundle=bundle, session={"name": unique_prefix})
+    try:
+        with LiveServer(state) as server:
+            page.goto(f"{server.url}/")
+            fmri_row = "#health tbody tr[data-stream=fmri]"
+            wait_until(page, f"document.querySelector('{fmri_row}') !== null", 30)
+            assert "connected" in page.text_content(fmri_row)
+            del scanner_outlet  # the last reference: liblsl destroys the outlet
+            wait_until(page, f"document.querySelector('{fmri_row}').textContent.includes('lost')", 30)
+            wait_for(lambda: not acquisition.fmri.connected, 5, "the acquisition to see the fMRI stream lost")
+            assert "lost" in acquisition.health()["streams"]["fmri"]["error"]
+            # Predictions go on, with the fMRI features null.
+            wait_until(page, "window.sleepstreamLive.windows() >= 3", 60)
+            seen = live_value(page, "windows()")
+            eeg_points = sum(live_value(page, "bandPoints()"))
+            wait_until(page, f"window.sleepstreamLive.windows() >= {seen + 3}", 60)
+            assert sum(live_value(page, "bandPoints()")) > eeg_points  # EEG is still drawn
+            made = list(pipeline.history)
+            assert made and all(p.message["features"]["bold_mean"] is None for p in made)
+            assert all(p.message["features"]["eeg_delta_power"] is not None for p in made)
+            wait_until(page, "document.querySelector('#chart-fmri').dataset.state === 'missing'", 10)
+            assert all(axis["drawn"] == 0 for axis in live_value(page, "fmriAxes()"))
+            assert all(v is None for points in live_value(page, "fmriPoints()") for v in points)
+            note = page.text_content("#fmri-note")
+            assert "no fMRI data" in note and "fMRI stream is lost" in note, note
+            assert set(fmri_legend(page).values()) == {"no data"}
+            assert legend_values(page, "probability")["P(wake)"] != "—"
+            row = page.locator(fmri_row)
+            assert "lost" in row.text_content() and row.get_attribute("class") == "bad"
+            assert "connected" in page.text_content("#health tbody tr[data-stream=eeg]")
+            # The page's window number is the feed's, as the console prints it.
+            acquisition.stop()
+            wait_for(lambda: not pipeline.running, 30, "the pipeline to finish")
+            wait_until(page, f"window.sleepstreamLive.windows() === {pipeline.predictions}", 30)
+            assert page.text_content("#window-number") == str(pipeline.history[-1].window)
+    finally:
+        acquisition.stop()
+        player.stop()
+    assert page.console_errors == []
+
+
+def test_a_bundle_that_predicts_stages_is_drawn_on_the_scored_stage_axis(page, stage_bundle):
+    stages = ["W", "N1", "N2", "N3", "N2", "N1", "W", "N2"]
+    with LiveServer(ServerState(bundle=stage_bundle, session={"name": "stages"})) as server:
+        page.goto(f"{server.url}/")
+        wait_until(page, "window.sleepstreamLive.connection() === 'connected'", 20)
+        for window, stage in enumerate(stages):
+            server.publish(stage_message(window, stage))
+        wait_drawn(page, len(stages), 20)
+        axes = live_value(page, "hypnogramAxes()")
+        assert axes["predicted"]["ticks"] == STAGE_AXIS == axes["scored"]["ticks"]
+        predicted, scored = axes["predicted"], axes["scored"]
+        assert (predicted["min"], predicted["max"]) == (scored["min"], scored["max"])
+        assert predicted["pixelsPerUnit"] == pytest.approx(scored["pixelsPerUnit"], abs=0.5)
+        # Predicted and scored agree here: the two tracks are the same line on the same axis.
+        assert live_value(page, "predictedLevels()") == [STAGE_AXIS.index(s) for s in stages]
+        assert live_value(page, "predictedLevels()") == live_value(page, "scoredLevels()")
+        assert legend_values(page, "hypnogram")["predicted"] == "N2"
+        assert page.text_content("#state-label") == "N2"
     assert page.console_errors == []
 
 
@@ -94,7 +375,9 @@ def test_the_page_reconnects_by_itself_and_fills_in_what_it_missed(page, bundle)
         for window in range(4, 9):
             server.publish(synthetic_message(window))
         wait_until(page, "window.sleepstreamLive.windows() === 9", 20)
-        assert page.text_content("#window-count") == "9"
+        # The feed numbers windows from 0 (as the console does): the last is window 8, the ninth received.
+        assert page.text_content("#window-number") == "8"
+        assert page.text_content("#windows-received") == "9 received by this page"
     real_errors = [
         e for e in page.console_errors if "ERR_CONNECTION_REFUSED" not in e and "WebSocket" not in e
     ]
@@ -112,4 +395,8 @@ def test_the_page_keeps_a_bounded_history(page, bundle):
                 wait_until(page, f"window.sleepstreamLive.windows() === {window + 1}", 20)
         assert live_value(page, "windows()") == 400
         assert 0 < live_value(page, "hypnogramLength()") <= limit
+        assert page.text_content("#window-number") == "399"
+        # After the oldest windows were dropped, the legend still shows the newest one.
+        wanted = f"{synthetic_message(399)['probabilities']['wake']:.2f}"
+        wait_until(page, f"{legend_text('probability', 1)} === '{wanted}'", 10)
     assert page.console_errors == []

@@ -10,13 +10,23 @@
   const TRIM_SLACK = Math.min(256, Math.ceil(MAX_POINTS / 10)); // trim in batches, not on every message
   const BANDS = ["delta", "theta", "alpha", "beta", "gamma"];
   const BAND_COLOURS = ["#a371f7", "#58a6ff", "#3fb950", "#d29922", "#f85149"];
-  const FMRI = ["bold_mean", "bold_variance", "alff_mean", "alff_variance"];
-  const FMRI_COLOURS = ["#79c0ff", "#56d364", "#e3b341", "#ff7b72"];
-  const STAGES = ["N3", "N2", "N1", "R", "W"]; // scored hypnogram, deepest at the bottom
+  // Units as in docs/features.md: BOLD mean in the scanner's units, the others from percent signal change.
+  const FMRI = [
+    { name: "bold_mean", title: "BOLD mean", unit: "scanner units", short: "a.u.", colour: "#79c0ff" },
+    { name: "bold_variance", title: "BOLD variance", unit: "%²", short: "%²", colour: "#56d364" },
+    { name: "alff_mean", title: "ALFF mean", unit: "%", short: "%", colour: "#e3b341" },
+    { name: "alff_variance", title: "ALFF variance", unit: "%²", short: "%²", colour: "#ff7b72" },
+  ];
+  const STAGES = ["N3", "N2", "N1", "R", "W"]; // stage axis of the hypnograms, deepest at the bottom
+  const STAGE_CLASSES = new Set(["W", "N1", "N2", "N3", "N4", "R", "REM"]); // a bundle that predicts stages
+  const LEVEL_PITCH = 24; // pixels per level of a hypnogram, so that both tracks share one scale
+  const HYPNOGRAM_TOP = 10; // pixels above a hypnogram's plot (room for the top level's line)
+  const HYPNOGRAM_AXIS = 44; // pixels of a hypnogram's time axis
   const CLASS_COLOURS = {
     wake: "#f2cc60", sleep: "#58a6ff", W: "#f2cc60", N1: "#79c0ff", N2: "#388bfd", N3: "#1f4fa8",
     R: "#d2a8ff", rest: "#f2cc60",
   };
+  const STREAM_NAMES = { eeg: "EEG", fmri: "fMRI", triggers: "triggers", truth: "truth (scoring)" };
   const FALLBACK_COLOURS = ["#58a6ff", "#f2cc60", "#3fb950", "#f85149", "#a371f7", "#79c0ff"];
 
   const token = params.get("token");
@@ -33,12 +43,16 @@
     labels: [],
     time: [],
     probability: {},
-    predicted: [],
-    scored: [],
+    predicted: [], // predicted class names
+    scored: [], // scored stages as levels of STAGES
     bands: BANDS.map(() => []),
     fmri: FMRI.map(() => []),
     flagged: 0,
     received: 0,
+    drawn: 0, // windows received when the charts were last redrawn
+    lastWindow: null, // the feed's window number of the newest prediction
+    fmriConnected: null, // from the status messages: null until one says
+    lastMessage: null,
     drops: 0,
   };
 
@@ -53,6 +67,16 @@
     if (!match) return null;
     const code = { "0": "W", "1": "N1", "2": "N2", "3": "N3", "4": "N3", N4: "N3", REM: "R" }[match[1]] || match[1];
     return STAGES.indexOf(code);
+  }
+
+  // The axis of the predicted hypnogram: the scored one's stages when the bundle predicts stages, else
+  // its own classes with the first one (wake, rest) on top, as W tops the stage axis.
+  function predictedAxis(labels) {
+    if (labels.length && labels.every((label) => STAGE_CLASSES.has(String(label).toUpperCase()))) {
+      return { names: STAGES, stages: true, level: (label) => scoredLevel(label) };
+    }
+    const names = labels.slice().reverse();
+    return { names, stages: false, level: (label) => (names.includes(label) ? names.indexOf(label) : null) };
   }
 
   const finiteOrNull = (value) => (typeof value === "number" && Number.isFinite(value) ? value : null);
@@ -70,32 +94,43 @@
   const charts = {};
   const syncKey = uPlot.sync("sleepstream-time");
   const axisStyle = { stroke: "#8b98a5", grid: { stroke: "#2a333d", width: 1 }, ticks: { stroke: "#2a333d" } };
-  const timeAxis = { ...axisStyle, values: (u, splits) => splits.map((s) => clock(s)) };
+  // Tick labels such as 0:00:05 need room: at least 64 px apart, also on the narrow fMRI charts.
+  const timeAxis = { ...axisStyle, space: 64, values: (u, splits) => splits.map((s) => clock(s)) };
 
   function chartWidth(id) {
-    return Math.max(300, $(id).clientWidth || 600);
+    return Math.max(240, $(id).clientWidth || 600);
   }
 
-  function baseOptions(id, height) {
+  // Not hovering, uPlot's legend shows no value; show the newest window's instead. Hovering (this chart
+  // or a synced one) sets cursor.idx, and the legend then shows the hovered window as usual.
+  function legendShowsLatest(u) {
+    if (u.cursor.idx !== null && u.cursor.idx !== undefined) return;
+    const last = u.data[0].length - 1;
+    if (last < 0 || u.legend.idx === last) return;
+    u.setLegend({ idx: last });
+  }
+
+  function baseOptions(width, height) {
     return {
-      width: chartWidth(id),
+      width,
       height,
       cursor: { sync: { key: syncKey.key }, drag: { x: true, y: false } },
       scales: { x: { time: false } },
       legend: { live: true },
+      hooks: { setLegend: [legendShowsLatest] },
     };
   }
 
   function makeProbabilityChart(labels) {
     const options = {
-      ...baseOptions("chart-probability", 220),
+      ...baseOptions(chartWidth("chart-probability"), 220),
       scales: { x: { time: false }, p: { range: [0, 1] } },
       axes: [timeAxis, { ...axisStyle, scale: "p", values: (u, s) => s.map((v) => v.toFixed(1)) }],
       series: [
         { label: "session time", value: (u, v) => clock(v) },
         ...labels.map((label, i) => ({
           label: `P(${label})`, scale: "p", stroke: colourOf(label, i), width: 2,
-          value: (u, v) => (v === null ? "—" : v.toFixed(2)),
+          value: (u, v) => (v == null ? "—" : v.toFixed(2)),
         })),
       ],
     };
@@ -111,6 +146,26 @@
     };
   }
 
+  function hypnogramChart(holder, width, title, names, stroke, valueOf) {
+    // Fixed padding and axis size: the plot area is then LEVEL_PITCH pixels per level on every track.
+    return new uPlot(
+      {
+        ...baseOptions(width, HYPNOGRAM_TOP + HYPNOGRAM_AXIS + LEVEL_PITCH * names.length),
+        title,
+        padding: [HYPNOGRAM_TOP, 16, 0, 0],
+        scales: { x: { time: false }, y: { range: [-0.5, names.length - 0.5] } },
+        axes: [{ ...timeAxis, size: HYPNOGRAM_AXIS }, categoryAxis(names, 70)],
+        series: [
+          { label: "session time", value: (u, v) => clock(v) },
+          { label: title.split(" ")[0], stroke, width: 3, paths: uPlot.paths.stepped({ align: 1 }),
+            value: (u, v) => (v == null ? "—" : valueOf(v)) },
+        ],
+      },
+      [[], []],
+      holder,
+    );
+  }
+
   function makeHypnogramCharts(labels) {
     const container = $("chart-hypnogram");
     container.innerHTML = "";
@@ -119,86 +174,99 @@
     const scoredHolder = document.createElement("div");
     scoredHolder.id = "chart-hypnogram-scored";
     container.append(predictedHolder, scoredHolder);
-    const stepped = uPlot.paths.stepped({ align: 1 });
+    const axis = predictedAxis(labels);
     const width = chartWidth("chart-hypnogram");
-    const predicted = new uPlot(
-      {
-        width, height: 40 + 28 * labels.length,
-        cursor: { sync: { key: syncKey.key } }, legend: { show: true },
-        scales: { x: { time: false }, y: { range: [-0.5, labels.length - 0.5] } },
-        axes: [timeAxis, categoryAxis(labels, 70)],
-        series: [
-          { label: "session time", value: (u, v) => clock(v) },
-          { label: "predicted", stroke: "#58a6ff", width: 3, paths: stepped,
-            value: (u, v) => (v === null ? "—" : labels[v]) },
-        ],
-      },
-      [[], []],
-      predictedHolder,
-    );
-    const scored = new uPlot(
-      {
-        width, height: 170,
-        cursor: { sync: { key: syncKey.key } }, legend: { show: true },
-        scales: { x: { time: false }, y: { range: [-0.5, STAGES.length - 0.5] } },
-        axes: [timeAxis, categoryAxis(STAGES, 70)],
-        series: [
-          { label: "session time", value: (u, v) => clock(v) },
-          { label: "scored", stroke: "#e6edf3", width: 3, paths: stepped,
-            value: (u, v) => (v === null ? "—" : STAGES[v]) },
-        ],
-      },
-      [[], []],
-      scoredHolder,
-    );
-    return { predicted, scored };
+    const predictedTitle = axis.stages
+      ? "predicted stage"
+      : `predicted (${labels.join(" / ")}: the classes this model tells apart)`;
+    $("hypnogram-hint").textContent = axis.stages
+      ? "predicted (top) and scored by experts (bottom) on the same stage axis"
+      : "predicted classes (top), aligned in time with the stages scored by experts (bottom)";
+    const predicted = hypnogramChart(predictedHolder, width, predictedTitle, axis.names, "#58a6ff",
+      (v) => axis.names[v]);
+    const scored = hypnogramChart(scoredHolder, width, "scored by experts", STAGES, "#e6edf3",
+      (v) => STAGES[v]);
+    return { predicted, scored, axis };
   }
 
   function makeBandChart() {
     const options = {
-      ...baseOptions("chart-bands", 240),
+      ...baseOptions(chartWidth("chart-bands"), 300),
       scales: { x: { time: false }, y: { distr: 3 } },
-      axes: [timeAxis, { ...axisStyle, size: 60 }],
+      axes: [timeAxis, { ...axisStyle, size: 60, label: "power (µV²)", labelSize: 20 }],
       series: [
         { label: "session time", value: (u, v) => clock(v) },
         ...BANDS.map((band, i) => ({
           label: band, stroke: BAND_COLOURS[i], width: 1.5,
-          value: (u, v) => (v === null ? "—" : v.toPrecision(3)),
+          value: (u, v) => (v == null ? "no data" : `${v.toPrecision(3)} µV²`),
         })),
       ],
     };
     return new uPlot(options, [[], ...BANDS.map(() => [])], $("chart-bands"));
   }
 
-  function makeFmriChart() {
-    const scales = { x: { time: false } };
-    FMRI.forEach((name) => { scales[name] = { auto: true }; });
-    const options = {
-      ...baseOptions("chart-fmri", 240),
-      scales,
-      axes: [timeAxis, { ...axisStyle, scale: "bold_mean", size: 60 }],
-      series: [
-        { label: "session time", value: (u, v) => clock(v) },
-        ...FMRI.map((name, i) => ({
-          label: name.replace("_", " "), scale: name, stroke: FMRI_COLOURS[i], width: 1.5,
-          value: (u, v) => (v === null ? "—" : v.toPrecision(4)),
-        })),
-      ],
-    };
-    return new uPlot(options, [[], ...FMRI.map(() => [])], $("chart-fmri"));
+  // A value with four significant digits, without an exponent for the magnitudes these metrics take.
+  const fourDigits = (v) =>
+    (Math.abs(v) >= 1e-3 && Math.abs(v) < 1e5 ? String(Number(v.toPrecision(4))) : v.toPrecision(3));
+
+  // Small multiples: one chart per fMRI metric, each with its own y axis in its own unit.
+  function makeFmriCharts() {
+    const container = $("chart-fmri");
+    container.innerHTML = "";
+    return FMRI.map((metric) => {
+      const cell = document.createElement("div");
+      cell.className = "multiple";
+      cell.id = `chart-fmri-${metric.name}`;
+      cell.dataset.metric = metric.name;
+      const empty = document.createElement("div");
+      empty.className = "no-data";
+      empty.textContent = "no data";
+      cell.append(empty);
+      container.append(cell);
+      const options = {
+        ...baseOptions(chartWidth(cell.id), 170),
+        title: `${metric.title} (${metric.unit})`,
+        scales: {
+          x: { time: false },
+          // Nothing finite yet (fMRI lost from the start): an empty 0–1 axis, not uPlot's default.
+          y: {
+            range: (u, min, max) => {
+              u.noData = min === null || max === null;
+              return u.noData ? [0, 1] : uPlot.rangeNum(min, max, 0.1, true);
+            },
+          },
+        },
+        axes: [timeAxis, { ...axisStyle, size: 60, space: 18, label: metric.unit, labelSize: 18,
+          values: (u, s) => s.map((v) => (u.noData ? "" : fourDigits(v))) }],
+        series: [
+          { label: "session time", value: (u, v) => clock(v) },
+          { label: metric.title, stroke: metric.colour, width: 1.5,
+            value: (u, v) => (v == null ? "no data" : `${fourDigits(v)} ${metric.short}`) },
+        ],
+      };
+      return new uPlot(options, [[], []], cell);
+    });
+  }
+
+  function allCharts() {
+    return [charts.probability, charts.hypnogram?.predicted, charts.hypnogram?.scored, charts.bands,
+      ...(charts.fmri || [])].filter(Boolean);
   }
 
   function ensureCharts(labels) {
     if (charts.probability && labels.join() === data.labels.join()) return;
     data.labels = labels.slice();
-    labels.forEach((label) => { if (!data.probability[label]) data.probability[label] = []; });
+    labels.forEach((label) => {
+      if (!data.probability[label]) data.probability[label] = data.time.map(() => null);
+    });
     for (const chart of [charts.probability, charts.hypnogram?.predicted, charts.hypnogram?.scored]) {
       if (chart) chart.destroy();
     }
     charts.probability = makeProbabilityChart(labels);
     charts.hypnogram = makeHypnogramCharts(labels);
     if (!charts.bands) charts.bands = makeBandChart();
-    if (!charts.fmri) charts.fmri = makeFmriChart();
+    if (!charts.fmri) charts.fmri = makeFmriCharts();
+    if (data.time.length) scheduleDraw();
   }
 
   let drawPending = false;
@@ -213,11 +281,46 @@
 
   function draw() {
     if (!charts.probability) return;
+    const axis = charts.hypnogram.axis;
     charts.probability.setData([data.time, ...data.labels.map((label) => data.probability[label])]);
-    charts.hypnogram.predicted.setData([data.time, data.predicted]);
+    charts.hypnogram.predicted.setData([data.time, data.predicted.map(axis.level)]);
     charts.hypnogram.scored.setData([data.time, data.scored]);
+    const scoredTitle = charts.hypnogram.scored.root.querySelector(".u-title");
+    scoredTitle.textContent = data.scored.some((v) => v !== null)
+      ? "scored by experts"
+      : "scored by experts: no scored epoch received (only replays with truth carry the scoring)";
     charts.bands.setData([data.time, ...data.bands]);
-    charts.fmri.setData([data.time, ...data.fmri]);
+    charts.fmri.forEach((chart, i) => chart.setData([data.time, data.fmri[i]]));
+    data.drawn = data.received;
+    showMissing();
+  }
+
+  // Say so where the newest window has no value, rather than leave a chart that looks merely flat.
+  function showMissing() {
+    const message = data.lastMessage;
+    if (!message) return;
+    const last = data.time.length - 1;
+    const problems = [...(message.quality.problems || []), ...(message.quality.feature_problems || [])];
+    const missingFmri = FMRI.filter((metric, i) => data.fmri[i][last] === null);
+    charts.fmri.forEach((chart, i) => {
+      chart.root.parentElement.dataset.missing = String(data.fmri[i][last] === null);
+    });
+    const all = missingFmri.length === FMRI.length;
+    $("chart-fmri").dataset.state = all ? "missing" : missingFmri.length ? "partial" : "ok";
+    const fmriNote = $("fmri-note");
+    fmriNote.hidden = missingFmri.length === 0;
+    if (missingFmri.length) {
+      const reasons = problems.filter((p) => /fMRI/.test(p));
+      if (data.fmriConnected === false) reasons.unshift("the fMRI stream is lost");
+      const which = all ? "" : ` for ${missingFmri.map((m) => m.title).join(", ")}`;
+      const why = reasons.length ? `: ${reasons.join("; ")}` : "";
+      fmriNote.textContent = `no fMRI data in the latest window${which}${why}`;
+    }
+    const missingBands = BANDS.filter((band, i) => data.bands[i][last] === null);
+    const bandsNote = $("bands-note");
+    bandsNote.hidden = missingBands.length === 0;
+    bandsNote.textContent = missingBands.length
+      ? `no EEG band power in the latest window for ${missingBands.join(", ")}` : "";
   }
 
   function trim() {
@@ -242,10 +345,12 @@
     data.received += 1;
     data.time.push(message.stream_time - data.t0);
     for (const label of data.labels) data.probability[label].push(finiteOrNull(message.probabilities[label]));
-    data.predicted.push(data.labels.indexOf(message.label));
+    data.predicted.push(message.label);
     data.scored.push(scoredLevel(message.stage));
     BANDS.forEach((band, i) => data.bands[i].push(positiveOrNull(message.features[`eeg_${band}_power`])));
-    FMRI.forEach((name, i) => data.fmri[i].push(finiteOrNull(message.features[name])));
+    FMRI.forEach((metric, i) => data.fmri[i].push(finiteOrNull(message.features[metric.name])));
+    data.lastWindow = message.window;
+    data.lastMessage = message;
     if (!message.quality.usable) data.flagged += 1;
     trim();
     showCurrent(message, live);
@@ -260,8 +365,8 @@
     const p = message.probabilities[message.label];
     $("state-probability").textContent = `p = ${p.toFixed(2)}`;
     $("scored-stage").textContent = message.stage ?? "—";
-    $("window-count").textContent = String(data.received);
-    $("window-count").dataset.window = String(message.window);
+    $("window-number").textContent = String(message.window);
+    $("windows-received").textContent = `${data.received} received by this page`;
     $("session-time").textContent = clock(message.stream_time - data.t0);
     const processing = message.latency_ms;
     if (live) {
@@ -292,7 +397,7 @@
     if (lag === null || lag === undefined) return "—";
     // A replay faster than real time stamps samples ahead of the clock: no meaningful lag.
     if (Math.abs(lag) > 60) return "n/a";
-    return `${(lag * 1000).toFixed(1)} ms`;
+    return Math.abs(lag) >= 1 ? `${lag.toFixed(1)} s` : `${(lag * 1000).toFixed(1)} ms`;
   }
 
   function showStatus(message) {
@@ -304,13 +409,15 @@
       $("health-summary").textContent = "no acquisition (a recorded session or the analysis server)";
       return;
     }
+    data.fmriConnected = health.streams.fmri ? Boolean(health.streams.fmri.connected) : null;
     for (const [kind, stream] of Object.entries(health.streams)) {
       const row = document.createElement("tr");
       row.dataset.stream = kind;
+      if (stream.error) row.title = stream.error;
       const since = stream.seconds_since_data;
       const stale = since === null ? "warn" : since > 15 ? "bad" : since > 5 ? "warn" : "ok";
       const cells = [
-        [kind, ""],
+        [STREAM_NAMES[kind] || kind, ""],
         [stream.connected ? "connected" : "lost", stream.connected ? "ok" : "bad"],
         [`${formatNumber(stream.effective_rate, 2)} / ${formatNumber(stream.nominal_rate, 2)}`, ""],
         [lagText(stream.lag), ""],
@@ -329,6 +436,7 @@
       if (!stream.connected) row.className = "bad";
       body.append(row);
     }
+    if (data.lastMessage) showMissing();
     const windows = health.windows;
     const pipeline = message.pipeline;
     $("health-summary").textContent =
@@ -428,15 +536,35 @@
   }
 
   window.addEventListener("resize", () => {
-    for (const chart of [charts.probability, charts.hypnogram?.predicted, charts.hypnogram?.scored,
-      charts.bands, charts.fmri]) {
-      if (chart) chart.setSize({ width: chartWidth(chart.root.parentElement.id), height: chart.height });
+    for (const chart of allCharts()) {
+      chart.setSize({ width: chartWidth(chart.root.parentElement.id), height: chart.height });
     }
   });
 
+  // The y axis of a chart as drawn: its scale, tick labels, axis label and title.
+  const yAxis = (chart) => ({
+    min: chart.scales.y.min,
+    max: chart.scales.y.max,
+    ticks: chart.axes[1]._values,
+    label: chart.axes[1].label ?? null,
+    title: chart.root.querySelector(".u-title")?.textContent ?? null,
+    pixelsPerUnit: chart.bbox.height / uPlot.pxRatio / (chart.scales.y.max - chart.scales.y.min),
+  });
   // What the browser tests (and a curious user in the console) can read.
   window.sleepstreamLive = {
     windows: () => data.received,
+    drawnWindows: () => data.drawn,
+    lastWindow: () => data.lastWindow,
+    hypnogramAxes: () => ({
+      predicted: yAxis(charts.hypnogram.predicted), scored: yAxis(charts.hypnogram.scored),
+    }),
+    fmriAxes: () => charts.fmri.map((chart, i) => ({
+      metric: FMRI[i].name, ...yAxis(chart), drawn: data.fmri[i].filter((v) => v !== null).length,
+    })),
+    fmriPoints: () => data.fmri.map((values) => values.slice()),
+    predictedLevels: () => charts.hypnogram.predicted.data[1].slice(),
+    scoredLevels: () => charts.hypnogram.scored.data[1].slice(),
+    bandPoints: () => data.bands.map((values) => values.filter((v) => v !== null).length),
     hypnogramLength: () => data.predicted.length,
     scoredLength: () => data.scored.filter((v) => v !== null).length,
     maxPoints: MAX_POINTS,
