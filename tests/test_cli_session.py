@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 import urllib.request
-from pathlib import Path
 
 import jsonschema
 import pandas as pd
@@ -22,14 +22,17 @@ pytestmark = pytest.mark.lsl
 SCHEMAS = {
     path.stem: json.loads(path.read_text()) for path in (PROJECT / "viewer" / "schemas").glob("*.json")
 }
+# Bounds that only guard against hanging: every wait below ends on its event (a line, a message, a stream).
+BOUND = 120
+PRINTED_WINDOW = re.compile(r"window\s+(\d+)\s+predicted=")  # the console line of each prediction
 
 
-def predictions_from(port: int, count: int, timeout: float) -> list[dict]:
-    """The first ``count`` prediction messages of the feed at ``port``."""
+def predictions_from(port: int, count: int, timeout: float, until=lambda messages: True) -> list[dict]:
+    """Prediction messages of the feed at ``port``: at least ``count``, and until ``until(messages)``."""
     messages = []
     deadline = time.monotonic() + timeout
-    with connect(f"ws://127.0.0.1:{port}/ws?types=prediction") as ws:
-        while len(messages) < count and time.monotonic() < deadline:
+    with connect(f"ws://127.0.0.1:{port}/ws?types=prediction", open_timeout=BOUND) as ws:
+        while not (len(messages) >= count and until(messages)) and time.monotonic() < deadline:
             try:
                 message = json.loads(ws.recv(timeout=max(0.05, deadline - time.monotonic())))
             except TimeoutError:
@@ -37,16 +40,17 @@ def predictions_from(port: int, count: int, timeout: float) -> list[dict]:
             jsonschema.validate(message, SCHEMAS[message["type"]])
             if message["type"] == "prediction":
                 messages.append(message)
-    assert len(messages) == count, f"{len(messages)} of {count} predictions within {timeout} s"
+    assert len(messages) >= count and until(messages), f"{len(messages)} predictions within {timeout} s"
     return messages
 
 
-def streams_named(prefix: str, timeout: float = 2.0) -> list[str]:
+def resolve(name: str, timeout: float = BOUND):
+    """The stream called ``name``, as soon as it is found; fails after ``timeout`` seconds."""
     import pylsl
 
-    return [
-        info.name() for info in pylsl.resolve_streams(wait_time=timeout) if info.name().startswith(prefix)
-    ]
+    found = pylsl.resolve_byprop("name", name, 1, timeout)
+    assert found, f"no stream {name} within {timeout} s"
+    return found[0]
 
 
 def assert_complete_record(root) -> list[dict]:
@@ -54,6 +58,8 @@ def assert_complete_record(root) -> list[dict]:
     recorded = read_predictions(folder / "predictions.jsonl")
     assert recorded and [r["window"] for r in recorded] == list(range(len(recorded)))
     meta = json.loads((folder / "session.json").read_text())
+    # Closed on the way out: the stop time, the count and the Parquet copy are written only then.
+    assert "stopped" in meta
     assert meta["model"]["labels"] == "wake-sleep" and meta["predictions"] == len(recorded)
     assert meta["configuration"]["window"]["hop"] == 2.1
     assert len(pd.read_parquet(folder / "predictions.parquet")) == len(recorded)
@@ -73,21 +79,24 @@ def test_demo_serves_predictions_and_stops_cleanly_on_ctrl_c(tmp_path):
         env={"SLEEPSTREAM_DATA_DIR": str(tmp_path / "data")},
     )
     try:
-        demo.wait_for(lambda line: line.startswith(f"Viewer: http://127.0.0.1:{port}/"), timeout=120)
-        prefix = next(line.split()[-1] for line in demo.lines if line.startswith("Predictions on LSL:"))
-        prefix = prefix.rsplit("-", 1)[0]  # <demo prefix>-prediction-Label -> <demo prefix>-prediction
-        predictions_from(port, 3, timeout=60)
-        assert streams_named(prefix), "the prediction streams are published while the demo runs"
-        children = demo.children()
-        status = demo.stop(signal.SIGINT)
+        demo.wait_for(lambda line: line.startswith(f"Viewer: http://127.0.0.1:{port}/"), timeout=BOUND)
+        line = next(line for line in demo.lines if line.startswith("Predictions on LSL:"))
+        names = line.removeprefix("Predictions on LSL:").strip().split(", ")
+        predictions_from(port, 3, timeout=BOUND)
+        # The prediction streams are published while the demo runs.
+        assert [resolve(name).name() for name in names] == names
+        status = demo.stop(signal.SIGINT, timeout=BOUND)
     finally:
         demo.kill()
     output = "\n".join(demo.lines)
     assert status == 0, output[-3000:]
     assert "Stopping." in output and "predicted=" in output and "Traceback" not in output
-    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "no process is left behind"
-    assert not streams_named(prefix), "the prediction outlets are closed"
-    assert_complete_record(tmp_path / "sessions")
+    # What a stop could leave unfinished is the record (the replay, the pipeline and the server are
+    # threads of the process, so nothing outlives it): closed, and holding every window printed.
+    recorded = assert_complete_record(tmp_path / "sessions")
+    printed = [int(m[1]) for m in map(PRINTED_WINDOW.match, demo.lines) if m]
+    assert printed and printed == [r["window"] for r in recorded][: len(printed)]
+    assert f"Session recorded in {tmp_path / 'sessions'}" in output
 
 
 def test_a_killed_demo_leaves_a_readable_record(tmp_path):
@@ -103,7 +112,7 @@ def test_a_killed_demo_leaves_a_readable_record(tmp_path):
     )
     try:
         for _ in range(12):
-            demo.wait_for(lambda line: line.startswith("window"), timeout=120)
+            demo.wait_for(lambda line: line.startswith("window"), timeout=BOUND)
         demo.stop(signal.SIGKILL)  # no chance to close anything
     finally:
         demo.kill()
@@ -133,7 +142,7 @@ def test_live_consumes_independently_started_replay_streams(short_dataset, uniqu
     port = free_port()
     live = None
     try:
-        replay.wait_for(lambda line: line.startswith("Press Ctrl-C"), timeout=60)
+        replay.wait_for(lambda line: line.startswith("Press Ctrl-C"), timeout=BOUND)
         live = CliProcess(
             "live",
             "--eeg",
@@ -150,17 +159,23 @@ def test_live_consumes_independently_started_replay_streams(short_dataset, uniqu
             str(tmp_path / "sessions"),
             "--name",
             "night-1",
+            "--wait",
+            str(BOUND),  # per stream; found in well under a second unless the machine is overloaded
         )
-        live.wait_for(lambda line: line.startswith(f"Viewer: http://127.0.0.1:{port}/"), timeout=120)
-        predictions = predictions_from(port, 20, timeout=60)
-        # Joining a running replay, the stages scored before it connected are not known; later ones are.
-        stages = {p["stage"] for p in predictions} - {None, UNSCORED}  # the run ends 3 s after its last epoch
-        assert stages and stages <= {"W", "N1", "N2", "N3"}
-        assert live.stop(signal.SIGINT) == 0, "\n".join(live.lines[-40:])
+        live.wait_for(lambda line: line.startswith(f"Viewer: http://127.0.0.1:{port}/"), timeout=BOUND)
+        # Joining a running replay, the stages scored before the truth stream was connected are not
+        # known (how much of the replay that is depends on how fast this machine connects); the
+        # stages of the epochs after are, so a scored window comes within one pass of the loop.
+        def scored(messages: list[dict]) -> set[str]:
+            return {m["stage"] for m in messages} - {None, UNSCORED}  # the run ends 3 s after its last epoch
+
+        predictions = predictions_from(port, 20, timeout=BOUND, until=scored)
+        assert scored(predictions) <= {"W", "N1", "N2", "N3"}
+        assert live.stop(signal.SIGINT, timeout=BOUND) == 0, "\n".join(live.lines[-40:])
     finally:
         if live is not None:
             live.kill()
-        replay.stop(signal.SIGINT)
+        replay.stop(signal.SIGINT, timeout=BOUND)
     recorded = assert_complete_record(tmp_path / "sessions")
     (folder,) = (tmp_path / "sessions").iterdir()
     assert folder.name.endswith("_night-1")
@@ -198,25 +213,26 @@ def test_serve_shows_a_recorded_session(tmp_path):
     port = free_port()
     serve = CliProcess("serve", "--session", str(folder), "--port", str(port))
     try:
-        serve.wait_for(lambda line: line.startswith("Showing 7 recorded predictions"), timeout=120)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/history?since=0&limit=5", timeout=10) as r:
+        serve.wait_for(lambda line: line.startswith("Showing 7 recorded predictions"), timeout=BOUND)
+        history = f"http://127.0.0.1:{port}/api/history"
+        with urllib.request.urlopen(f"{history}?since=0&limit=5", timeout=BOUND) as r:
             first = json.loads(r.read())
         since = first[-1]["stream_time"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/history?since={since}", timeout=10) as r:
+        with urllib.request.urlopen(f"{history}?since={since}", timeout=BOUND) as r:
             rest = json.loads(r.read())
-        assert serve.stop(signal.SIGINT) == 0
+        assert serve.stop(signal.SIGINT, timeout=BOUND) == 0
     finally:
         serve.kill()
     assert [m["window"] for m in first + rest] == list(range(7))
 
 
 def test_config_prints_every_setting_and_reads_it_back(tmp_path):
-    printed = run_cli("config", timeout=60)
+    printed = run_cli("config", timeout=BOUND)
     assert printed.returncode == 0, printed.stderr
     assert "[window]\n" in printed.stdout and "hop = 2.1" in printed.stdout
     edited = tmp_path / "lab.toml"
     edited.write_text(printed.stdout.replace("hop = 2.1", "hop = 3.0").replace("port = 8000", "port = 8123"))
-    again = run_cli("--config", str(edited), "config", timeout=60)
+    again = run_cli("--config", str(edited), "config", timeout=BOUND)
     assert again.returncode == 0, again.stderr
     assert "hop = 3.0" in again.stdout and "port = 8123" in again.stdout
 
@@ -234,6 +250,6 @@ def test_config_prints_every_setting_and_reads_it_back(tmp_path):
 def test_a_bad_configuration_file_is_refused_with_its_name_section_and_key(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    result = run_cli("--config", str(path), "config", timeout=60)
+    result = run_cli("--config", str(path), "config", timeout=BOUND)
     assert result.returncode != 0
     assert str(path) in result.stderr and message in result.stderr

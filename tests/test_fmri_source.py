@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import os
@@ -35,7 +36,9 @@ from stream.fmri_source import (
 PROJECT = Path(__file__).resolve().parents[1]
 HAXBY = Path(__file__).parent / "data" / "haxby2001"
 TR = 0.3
-RESOLVE_TIMEOUT = 10.0
+# Bounds that only guard against hanging: every wait below ends on its event (a stream found, a
+# consumer connected, a sample received, a thread done).
+BOUND = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +67,54 @@ def simulator_means(volumes: list[np.ndarray]) -> tuple[np.ndarray, tuple[str, .
     return region_means(bold, parcellation), parcellation.names
 
 
+class LookLog:
+    """Start and end, on the source's clock, of every look the source takes at its folder.
+
+    Each look (:meth:`FmriSource.step`) reads the clock, lists the folder and stamps the files
+    it sees for the first time with that reading. So a file created after ``before`` and
+    complete at ``after`` (same clock) is stamped no earlier than the start of the last look
+    begun by ``before`` and no later than the end of the first look begun after ``after``.
+    """
+
+    def __init__(self, source: FmriSource) -> None:
+        self.looks: list[tuple[float, float]] = []
+        self._changed = threading.Condition()
+        step, clock = source.step, source.clock
+
+        def logged_step() -> int:
+            start = clock()
+            try:
+                return step()
+            finally:
+                end = clock()
+                with self._changed:
+                    self.looks.append((start, end))
+                    self._changed.notify_all()
+
+        source.step = logged_step
+
+    def wait_for_more(self, count: int, timeout: float = BOUND) -> None:
+        """Return after ``count`` more looks have ended."""
+        with self._changed:
+            target = len(self.looks) + count
+            assert self._changed.wait_for(lambda: len(self.looks) >= target, timeout), "the source stopped"
+
+    def detection_bounds(self, before: float, after: float) -> tuple[float, float]:
+        """Earliest and latest detection stamp of a file written between ``before`` and ``after``."""
+        with self._changed:
+            looks = list(self.looks)
+        low = max((start for start, _ in looks if start <= before), default=-np.inf)
+        high = min((end for start, end in looks if start >= after), default=None)
+        assert high is not None, "no look at the folder after the file was written"
+        return low, high
+
+
 @contextmanager
-def running_source(config: SourceConfig) -> Iterator[tuple[FmriSource, list]]:
+def running_source(config: SourceConfig) -> Iterator[tuple[FmriSource, list, LookLog]]:
     """An FmriSource polling in a background thread; stopped (and its outlet closed) on exit."""
     published: list = []
     source = FmriSource(config, on_volume=published.append)
+    looks = LookLog(source)
     stop = threading.Event()
     errors: list[BaseException] = []
 
@@ -81,10 +127,10 @@ def running_source(config: SourceConfig) -> Iterator[tuple[FmriSource, list]]:
     thread = threading.Thread(target=target, name="fmri-source-test", daemon=True)
     thread.start()
     try:
-        yield source, published
+        yield source, published, looks
     finally:
         stop.set()
-        thread.join(10)
+        thread.join(BOUND)
         source.close()
     assert not thread.is_alive()
     assert not errors, errors
@@ -92,14 +138,15 @@ def running_source(config: SourceConfig) -> Iterator[tuple[FmriSource, list]]:
 
 def start_writer(
     folder: Path, files: list[tuple[str, bytes]], pace: float = TR
-) -> tuple[threading.Thread, dict]:
-    """Write each file in turn, ``pace`` seconds apart; record the LSL time each write ended."""
-    written: dict[str, float] = {}
+) -> tuple[threading.Thread, dict[str, tuple[float, float]]]:
+    """Write each file in turn, ``pace`` seconds apart; record the LSL times each write began and ended."""
+    written: dict[str, tuple[float, float]] = {}
 
     def target() -> None:
         for name, payload in files:
+            began = pylsl.local_clock()
             (folder / name).write_bytes(payload)
-            written[name] = pylsl.local_clock()
+            written[name] = (began, pylsl.local_clock())
             time.sleep(pace)
 
     thread = threading.Thread(target=target, name="scanner-export", daemon=True)
@@ -108,19 +155,20 @@ def start_writer(
 
 
 def open_inlet(name: str) -> pylsl.StreamInlet:
-    found = pylsl.resolve_byprop("name", name, 1, RESOLVE_TIMEOUT)
-    assert found, f"stream {name} not found within {RESOLVE_TIMEOUT} s"
+    """An open inlet on the stream ``name``; its samples keep the stamps they were pushed with."""
+    found = pylsl.resolve_byprop("name", name, 1, BOUND)
+    assert found, f"stream {name} not found within {BOUND} s"
     inlet = pylsl.StreamInlet(found[0], max_buflen=60)
-    inlet.open_stream(5.0)
+    inlet.open_stream(BOUND)
     return inlet
 
 
-def pull(inlet: pylsl.StreamInlet, n: int, timeout: float) -> tuple[np.ndarray, np.ndarray]:
+def pull(inlet: pylsl.StreamInlet, n: int, timeout: float = BOUND) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n`` samples within ``timeout`` seconds: (samples, timestamps)."""
     samples, stamps = [], []
     deadline = time.monotonic() + timeout
     while len(samples) < n and time.monotonic() < deadline:
-        chunk, times = inlet.pull_chunk(timeout=0.2)
+        chunk, times = inlet.pull_chunk(timeout=0.2, max_samples=n - len(samples))
         samples.extend(chunk)
         stamps.extend(times)
     return np.array(samples, dtype=np.float64), np.array(stamps)
@@ -179,16 +227,21 @@ def test_watcher_hands_out_each_complete_file_once_in_order(tmp_path):
 
 def test_watcher_processes_existing_files_in_natural_order_stamped_by_modification_time(tmp_path):
     clock = FakeClock()
-    for number, age in ((2, 3.0), (10, 1.0), (1, 4.0)):
+    wall = 1_700_000_000.0  # the wall clock when watching starts; whole seconds are exact in st_mtime
+    for number, age in ((2, 3), (10, 1), (1, 4)):
         path = tmp_path / f"rt{number}.nii.gz"
         path.write_bytes(b"x")
-        os.utime(path, (time.time() - age, time.time() - age))
-    watcher = VolumeFolderWatcher(tmp_path, existing="process", settle=0.0, clock=clock)
+        modified = int(wall - age) * 1_000_000_000
+        os.utime(path, ns=(modified, modified))
+    watcher = VolumeFolderWatcher(
+        tmp_path, existing="process", settle=0.0, clock=clock, wall_clock=lambda: wall
+    )
     released = watcher.poll()
     assert [f.path.name for f in released] == ["rt1.nii.gz", "rt2.nii.gz", "rt10.nii.gz"]
     assert [f.ordinal for f in released] == [0, 1, 2]
     assert all(f.preexisting for f in released)
-    np.testing.assert_allclose([f.detected for f in released], [96.0, 97.0, 99.0], atol=0.1)
+    # Modification times mapped onto the watcher's clock: its reading minus each file's age.
+    assert [f.detected for f in released] == [96.0, 97.0, 99.0]
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -251,15 +304,26 @@ def test_dicom_without_pydicom_says_how_to_install_it(tmp_path, monkeypatch):
 
 
 def test_siemens_mosaic_dicom_is_read_as_a_volume_with_its_tr(tmp_path):
-    pytest.importorskip("pydicom")
+    pydicom = pytest.importorskip("pydicom")
     sample = Path(nib.__file__).parent / "nicom" / "tests" / "data" / "siemens_dwi_0.dcm.gz"
     if not sample.is_file():
         pytest.skip("nibabel's test data are not installed")
+    # A real Siemens mosaic header (48 slices of 128 x 128 in 7 x 7 tiles, TR 6600 ms); its pixels are
+    # all zero, so known values go in: slice k in tile k, row by row.
+    dataset = pydicom.dcmread(io.BytesIO(gzip.decompress(sample.read_bytes())))
+    assert (dataset.Rows, dataset.Columns, dataset.BitsAllocated) == (896, 896, 16)
+    expected = np.random.default_rng(3).integers(0, 4096, size=(128, 128, 48), dtype=np.uint16)
+    mosaic = np.zeros((896, 896), dtype=np.uint16)
+    for k in range(48):
+        row, column = divmod(k, 7)
+        mosaic[128 * row : 128 * (row + 1), 128 * column : 128 * (column + 1)] = expected[..., k]
+    dataset.PixelData = mosaic.tobytes()
     path = tmp_path / "vol1.dcm"
-    path.write_bytes(gzip.decompress(sample.read_bytes()))
+    dataset.save_as(path)
     volume = read_volume(path)
-    assert volume.data.ndim == 3 and volume.data.dtype == np.float32
-    assert volume.tr is not None and volume.tr > 0 and "DICOM" in volume.tr_origin
+    assert volume.data.dtype == np.float32
+    np.testing.assert_array_equal(volume.data, expected.astype(np.float32))
+    assert volume.tr == 6600 / 1000 and volume.tr_origin == "DICOM RepetitionTime (6600 ms)"
 
 
 # -- the source over LSL ---------------------------------------------------------------------------
@@ -273,31 +337,39 @@ def test_volumes_at_tr_pace_arrive_once_in_order_with_the_simulators_region_mean
     volumes = [data[..., i] for i in range(8)]
     # 8..15: natural order differs from the lexicographic one (img-10 < img-8).
     files = [(f"img-{8 + i}.nii.gz", nifti_bytes(v, affine)) for i, v in enumerate(volumes)]
-    config = SourceConfig(tmp_path, prefix=unique_prefix, delay=0.05, interval=0.05, wait_for_consumers=5)
+    # The first volume is held until this test's inlet is connected, however long that takes.
+    config = SourceConfig(
+        tmp_path, prefix=unique_prefix, delay=0.05, interval=0.05, wait_for_consumers=2 * BOUND
+    )
     expected, names = simulator_means(volumes)
-    with running_source(config) as (source, published):
+    with running_source(config) as (source, published, looks):
         writer, written = start_writer(tmp_path, files)
         inlet = open_inlet(f"{unique_prefix}-fMRI")
-        samples, stamps = pull(inlet, len(volumes), timeout=10)
-        writer.join(10)
-        extra, _ = pull(inlet, 1, timeout=0.5)
-        info = inlet.info(2.0)
-    assert len(extra) == 0  # each volume once
+        samples, stamps = pull(inlet, len(volumes))
+        writer.join(BOUND)
+        looks.wait_for_more(3)  # a file handed out twice would have been published by now
+        extra, _ = inlet.pull_chunk(timeout=0.0)
+        info = inlet.info(BOUND)
+    # Each volume once, in natural order (the source has stopped: `published` is all it pushed).
+    assert [p.path.name for p in published] == [name for name, _ in files]
+    assert [p.index for p in published] == list(range(len(volumes))) and extra == []
     np.testing.assert_array_equal(samples[:, 0], np.arange(len(volumes)))
-    np.testing.assert_allclose(samples[:, 1:], expected, rtol=1e-6)
+    np.testing.assert_allclose(samples[:, 1:], expected, rtol=1e-6)  # float32 on the stream
     # The stream is laid out as the replayed one.
     assert info.type() == "fMRI" and info.source_id() == source.identity.source_id
     assert info.source_id().startswith(f"{unique_prefix}-fMRI-")
     assert info.nominal_srate() == pytest.approx(1 / TR)  # TR from the NIfTI header
     assert info.get_channel_labels() == ["volume", *names]
     assert info.desc().child("session").child_value("tr") == "0.3"
-    # Stamps: detection on the LSL clock minus the export delay, detection just after the write.
-    np.testing.assert_allclose(stamps, [p.stamp for p in published], atol=1e-6)
+    # Stamps: as pushed, the detection time on the LSL clock minus the export delay...
     detected = np.array([p.detected for p in published])
-    np.testing.assert_allclose(detected - stamps, 0.05, atol=1e-9)
-    lag = detected - np.array([written[name] for name, _ in files])
-    assert lag.min() > -0.05 and lag.max() < 0.5, lag
-    assert np.median(np.diff(stamps)) == pytest.approx(TR, abs=0.1)
+    np.testing.assert_array_equal(stamps, [p.stamp for p in published])
+    np.testing.assert_array_equal(stamps, detected - 0.05)
+    # ... and the detection is that of the look at the folder that first listed the file.
+    for (name, _), when in zip(files, detected, strict=True):
+        low, high = looks.detection_bounds(*written[name])
+        assert low <= when <= high, (name, low, when, high)
+    assert np.all(np.diff(stamps) >= 0)  # two files seen in one look share its stamp
 
 
 @pytest.mark.lsl
@@ -309,49 +381,70 @@ def test_half_written_truncated_and_wrong_shape_volumes_never_stop_the_stream(
     payloads = [nifti_bytes(v, affine, gz=False) for v in good]
     wrong_shape = nifti_bytes(data[:5, ..., 4], affine, gz=False)
     truncated = nifti_bytes(data[..., 5], affine, gz=False)
+    # The test takes each look at the folder itself, on a clock it sets: settling, retrying and
+    # stamping are decided on that clock, never on how fast this machine runs.
+    clock = FakeClock()
+    inlets: list[pylsl.StreamInlet] = []
+    published: list = []
     config = SourceConfig(
-        tmp_path, prefix=unique_prefix, interval=0.05, settle=0.15, retry_for=1.5, wait_for_consumers=5
+        tmp_path, prefix=unique_prefix, settle=0.15, retry_for=1.5, wait_for_consumers=2 * BOUND
     )
-    completed: dict[str, float] = {}
+    source = FmriSource(
+        config,
+        on_volume=published.append,
+        # The outlet opens with the first volume: connect before that volume is pushed.
+        on_stream=lambda outlet: inlets.append(open_inlet(outlet.identity.name)),
+        clock=clock,
+    )
 
-    def scanner() -> None:
+    def look(after: float = 0.05) -> int:
+        clock.now += after
+        return source.step()
+
+    caplog.set_level(logging.ERROR, logger="stream.fmri_source")
+    with source:
         (tmp_path / "v01.nii").write_bytes(payloads[0])
-        time.sleep(TR)
-        with (tmp_path / "v02.nii").open("wb") as handle:  # half, a pause longer than --settle, the rest
+        assert look() == 0  # seen, not settled yet (no later file)
+        seen = {"v01.nii": clock.now}
+        assert look(0.2) == 1  # size unchanged for longer than settle: read and published
+        with (tmp_path / "v02.nii").open("wb") as handle:  # half, a pause longer than settle, the rest
             half = len(payloads[1]) // 2
             handle.write(payloads[1][:half])
             handle.flush()
-            time.sleep(0.5)
+            assert look() == 0
+            seen["v02.nii"] = clock.now
+            assert look(0.2) == 0  # looks complete, reads incomplete: retried
+            assert look(0.5) == 0
             handle.write(payloads[1][half:])
-        completed["v02.nii"] = pylsl.local_clock()
-        time.sleep(TR)
+        completed = clock.now
+        assert look() == 1  # complete now: published, with the stamp of its first sight
         (tmp_path / "v03.nii").write_bytes(wrong_shape)
-        time.sleep(TR)
+        assert look() == 0 and look(0.2) == 0  # read, refused: another grid
+        assert source.skipped == 1
         (tmp_path / "v04.nii").write_bytes(truncated[: len(truncated) // 2])  # never completed
-        time.sleep(TR)
         (tmp_path / "v05.nii").write_bytes(payloads[2])
-        time.sleep(TR)
         (tmp_path / "v06.nii").write_bytes(payloads[3])
-
-    caplog.set_level(logging.ERROR, logger="stream.fmri_source")
-    with running_source(config) as (source, published):
-        writer = threading.Thread(target=scanner, daemon=True)
-        writer.start()
-        inlet = open_inlet(f"{unique_prefix}-fMRI")
-        samples, _ = pull(inlet, 4, timeout=10)
-        writer.join(10)
+        assert look() == 0  # v04 retried; v05 waits behind it (volumes go out in order)
+        seen["v05.nii"] = seen["v06.nii"] = clock.now
+        assert look(1.0) == 0
+        assert look(0.5) == 2  # v04 given up after retry_for: v05 and v06 go out
+        assert source.skipped == 2
+        (inlet,) = inlets
+        samples, stamps = pull(inlet, 4)
     # Indices keep the folder's sequence: the gap shows the two lost volumes.
     np.testing.assert_array_equal(samples[:, 0], [0, 1, 4, 5])
     expected, _ = simulator_means(good)
-    np.testing.assert_allclose(samples[:, 1:], expected, rtol=1e-6)
-    # The half-written file was published only once complete, with its full content.
-    assert published[1].path.name == "v02.nii" and published[1].published >= completed["v02.nii"]
-    assert source.skipped == 2
+    np.testing.assert_allclose(samples[:, 1:], expected, rtol=1e-6)  # float32 on the stream
+    # The half-written file went out only once complete, with its full content (above), stamped
+    # when it first appeared; every stamp is the reading of the look that first listed the file.
+    assert [p.path.name for p in published] == ["v01.nii", "v02.nii", "v05.nii", "v06.nii"]
+    assert published[1].published > completed
+    np.testing.assert_array_equal(stamps, [seen[p.path.name] for p in published])
     messages = [r.getMessage() for r in caplog.records]
     assert any(
         "v03.nii" in m and "skipped" in m and "(5, 10, 10)" in m and "(6, 10, 10)" in m for m in messages
     )
-    assert any("v04.nii" in m and "still incomplete" in m for m in messages)
+    assert any("v04.nii" in m and "still incomplete after 1.5 s" in m for m in messages)
 
 
 @pytest.mark.lsl
@@ -387,30 +480,29 @@ def test_cli_publishes_new_volumes_and_stops_cleanly(tmp_path, haxby, unique_pre
         writer, _ = start_writer(
             folder, [(f"vol{i}.nii.gz", nifti_bytes(data[..., i], affine)) for i in range(3)]
         )
-        samples, _ = pull(inlet, 3, timeout=10)
+        samples, _ = pull(inlet, 3)
         channels = inlet.channel_count
-        writer.join(10)
+        writer.join(BOUND)
         process.send_signal(stop_signal)
-        out, err = process.communicate(timeout=20)
+        out, err = process.communicate(timeout=BOUND)
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait(10)
+            process.wait(BOUND)
     assert process.returncode == 0, err
     np.testing.assert_array_equal(samples[:, 0], [0, 1, 2])
     assert channels == 1 + grid_parcellation(nib.load(mask).get_fdata() > 0).n_regions
     for i in range(3):
         assert f"volume {i:5d}  vol{i}.nii.gz" in out
     assert "Stopping." in out and "Done: 3 volume(s) published, 0 skipped." in out
-    assert not pylsl.resolve_byprop("name", f"{unique_prefix}-fMRI", 1, 1.0)
 
 
 def test_cli_refuses_a_missing_folder_and_a_bad_tr(tmp_path):
     from tests.cli import run_cli
 
-    missing = run_cli("fmri-source", "--watch", str(tmp_path / "nope"), timeout=60)
+    missing = run_cli("fmri-source", "--watch", str(tmp_path / "nope"), timeout=2 * BOUND)
     assert missing.returncode != 0 and "nope" in missing.stderr
-    bad = run_cli("fmri-source", "--watch", str(tmp_path), "--tr", "0", timeout=60)
+    bad = run_cli("fmri-source", "--watch", str(tmp_path), "--tr", "0", timeout=2 * BOUND)
     assert bad.returncode == 2 and "--tr" in bad.stderr
 
 
@@ -428,19 +520,24 @@ def test_acquisition_consumes_the_source_with_a_replayed_eeg_stream(
     expected, names = simulator_means(volumes)
     session = read_session(short_dataset, "99", "sleep-1")
     eeg_prefix, scanner_prefix = f"{unique_prefix}-replay", f"{unique_prefix}-scanner"
-    window = WindowConfig(eeg_window=1.0, fmri_window=1.0, hop=0.5, max_fmri_wait=0.5)
+    # A window waits for the volume of its end (max_fmri_wait only guards against hanging), so every
+    # volume lands in a window however late this machine delivers it.
+    window = WindowConfig(eeg_window=1.0, fmri_window=1.0, hop=0.5, max_fmri_wait=BOUND)
     config = AcquisitionConfig(
         eeg=StreamQuery(name=f"{eeg_prefix}-EEG"), fmri=StreamQuery(name=f"{scanner_prefix}-fMRI"),
-        resolve_timeout=10, window=window,
+        resolve_timeout=BOUND, window=window,
     )  # fmt: skip
-    source_config = SourceConfig(tmp_path, prefix=scanner_prefix, interval=0.05, wait_for_consumers=10)
+    # Volume 0 is held until the acquisition is connected, however long its resolves take.
+    source_config = SourceConfig(
+        tmp_path, prefix=scanner_prefix, interval=0.05, wait_for_consumers=3 * BOUND
+    )
     windows = []
     with running_source(source_config), SessionPlayer(session, prefix=eeg_prefix):
         writer, _ = start_writer(
             tmp_path, [(f"{i}.nii.gz", nifti_bytes(v, affine)) for i, v in enumerate(volumes)]
         )
         with Acquisition(config) as acquisition:  # resolves the fMRI stream once it opens with volume 0
-            deadline = time.monotonic() + 15
+            deadline = time.monotonic() + BOUND
             while time.monotonic() < deadline and not (
                 windows and windows[-1].fmri_indices.size and windows[-1].fmri_indices[-1] >= 8
             ):
@@ -449,7 +546,7 @@ def test_acquisition_consumes_the_source_with_a_replayed_eeg_stream(
                 except TimeoutError:
                     continue
             health = acquisition.health()
-        writer.join(10)
+        writer.join(BOUND)
     fmri = health["streams"]["fmri"]
     assert fmri["connected"] and fmri["samples"] >= 9 and fmri["nominal_rate"] == pytest.approx(1 / TR)
     assert windows and windows[-1].region_names == names and windows[-1].tr == pytest.approx(TR)
