@@ -74,18 +74,6 @@ class CliProcess:
                 return line
         raise AssertionError("expected output not seen; output so far:\n" + "\n".join(self.lines[-60:]))
 
-    def children(self) -> set[int]:
-        """Process ids whose parent is this process (read from /proc)."""
-        found = set()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[1]) == self.process.pid:
-                found.add(int(stat.parent.name))
-        return found
-
     def stop(self, signum: int, timeout: float = 30) -> int:
         """Send ``signum`` and wait for the exit status; the rest of the output is collected."""
         self.process.send_signal(signum)
