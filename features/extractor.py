@@ -132,10 +132,10 @@ class FeatureExtractor:
         else:
             keep = np.arange(eeg_rows.size)
             result.eeg_channels = list(self._eeg_names)
-        if spectra is None:
-            result.problems.append("no whole Welch segment of EEG in the window")
-        elif keep.size == 0:
+        if keep.size == 0:  # also a stream without EEG channels (no spectra either)
             result.problems.append("no usable EEG channel")
+        elif spectra is None:
+            result.problems.append("no whole Welch segment of EEG in the window")
         else:
             result.n_segments = spectra.n_segments
             psd_sum, pairs_sum = select_channels(spectra, keep, config.reference)

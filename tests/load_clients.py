@@ -3,9 +3,11 @@
 Usage: python tests/load_clients.py URL CLIENTS SECONDS OUTPUT.json
 
 Opens CLIENTS healthy clients subscribed to predictions, plus one client that never reads (a raw
-socket with a tiny receive buffer, as a hung program), reads for SECONDS, then writes for every
-healthy client the windows it received and the delivery delays (receive time - the message's
-wall_time), with the Unix time reading stopped, to OUTPUT.json.
+socket with a tiny receive buffer, as a hung program), and reads for SECONDS. Each client then reads
+on until it receives a prediction made after that deadline (so every prediction made before it has
+reached it, however loaded the machine; at most HANG_SECONDS more). Writes for every healthy client
+the windows it received up to that prediction and the delivery delays (receive time - the message's
+wall_time), with the Unix time of the deadline, to OUTPUT.json.
 """
 
 from __future__ import annotations
@@ -21,16 +23,23 @@ from urllib.parse import urlparse
 
 import websockets
 
+HANG_SECONDS = 120.0  # after the deadline: a client that gets no newer prediction for this long gives up
+
 
 async def healthy_client(ws, deadline: float, record: dict) -> None:
+    """Read predictions until one made after ``deadline`` (Unix time) arrives."""
     async with ws:
-        while (left := deadline - time.monotonic()) > 0:
+        while True:
             try:
+                left = max(0.0, deadline - time.time()) + HANG_SECONDS
                 raw = await asyncio.wait_for(ws.recv(), timeout=left)
             except asyncio.TimeoutError:
                 break
             message = json.loads(raw)
             if message["type"] == "prediction":
+                if message["wall_time"] >= deadline:
+                    record["after_deadline"] = message["window"]
+                    break
                 record["windows"].append(message["window"])
                 record["delays_ms"].append((time.time() - message["wall_time"]) * 1e3)
             elif message["type"] == "drops":
@@ -55,14 +64,14 @@ def never_reading_client(url: str) -> socket.socket:
 async def main(url: str, clients: int, seconds: float, output: str) -> None:
     stuck = never_reading_client(url)
     connections = await asyncio.gather(*(websockets.connect(url, max_queue=None) for _ in range(clients)))
-    records = [{"windows": [], "delays_ms": [], "drops": 0} for _ in range(clients)]
+    records = [{"windows": [], "delays_ms": [], "drops": 0, "after_deadline": None} for _ in range(clients)]
     print("connected", flush=True)
-    deadline = time.monotonic() + seconds
+    deadline = time.time() + seconds
     await asyncio.gather(
         *(healthy_client(ws, deadline, record) for ws, record in zip(connections, records, strict=True))
     )
     with open(output, "w") as handle:
-        json.dump({"end": time.time(), "clients": records}, handle)
+        json.dump({"deadline": deadline, "clients": records}, handle)
     stuck.close()
 
 

@@ -25,9 +25,41 @@ RTOL = 1e-6
 
 @pytest.fixture(scope="module")
 def windows(bundled_dataset):
-    """Windows of a real-length surrogate sleep run (30 EEG channels, 250 Hz)."""
+    """Windows of a real-length surrogate sleep run (30 EEG channels, 250 Hz), shared read-only.
+
+    Their arrays cannot be written; a test that needs a changed window changes a copy
+    (``dataclasses.replace``), which :func:`windows_unchanged` checks after every test.
+    """
     session = read_session(bundled_dataset, "27", "sleep-2")
-    return list(session_windows(session))
+    shared = tuple(session_windows(session))
+    for window in shared:
+        for array in (window.eeg, window.eeg_times, window.fmri, window.fmri_times, window.fmri_indices):
+            array.flags.writeable = False
+    return shared
+
+
+def snapshot(window) -> tuple:
+    """What a test could change on a shared window: its attributes (arrays by identity) and quality."""
+    attributes = tuple(
+        id(value) if isinstance(value, np.ndarray) else value
+        for field in dataclasses.fields(window)
+        if field.name != "quality"
+        for value in (getattr(window, field.name),)
+    )
+    return attributes, repr(window.quality.as_dict())
+
+
+@pytest.fixture(autouse=True)
+def windows_unchanged(request):
+    """Fail a test that changed the module's shared windows (later tests would see its changes)."""
+    if "windows" not in request.fixturenames:
+        yield
+        return
+    shared = request.getfixturevalue("windows")
+    before = [snapshot(window) for window in shared]
+    yield
+    changed = [window.index for window, seen in zip(shared, before, strict=True) if snapshot(window) != seen]
+    assert not changed, f"the test changed the shared windows {changed[:5]}: change a copy instead"
 
 
 def eeg_of(window):
@@ -100,8 +132,18 @@ def test_incremental_equals_recomputing_every_window(windows):
         np.testing.assert_allclose(online.pairs, batch.pairs, rtol=1e-5, atol=1e-6 * scale)
 
 
+def grid_segments(window, origin: int, length: int, step: int) -> set[int]:
+    """Keys k of the grid segments (samples ``origin + k * step`` to ``+ length``) inside the window."""
+    first, last = window.eeg_first_sample, window.eeg_first_sample + window.eeg_times.size
+    keys = range((first - origin) // step - 1, (last - origin) // step + 1)
+    return {k for k in keys if first <= origin + k * step and origin + k * step + length <= last}
+
+
 def test_hop_computes_only_new_segments(windows):
-    welch = IncrementalWelch(250.0, 30, FeatureConfig())
+    config = FeatureConfig()
+    welch = IncrementalWelch(250.0, 30, config)
+    length, step = 1000, 500  # 4 s segments, 50 % overlap, at 250 Hz
+    origin = windows[0].eeg_first_sample  # the grid starts at the first window's first sample
     computed = []
     original = welch._segment_spectra
 
@@ -110,12 +152,21 @@ def test_hop_computes_only_new_segments(windows):
         return original(segment)
 
     welch._segment_spectra = counting
+    previous: set[int] = set()
+    new_counts = []
     for window in windows[:40]:
         before = len(computed)
         spectra = welch.spectra(eeg_of(window), window.eeg_times, window.eeg_first_sample)
-        if window.index > 0:
-            assert len(computed) - before <= 2  # a 2.1 s hop brings one or two new 2 s-step segments
-        assert spectra.n_segments in (13, 14)
+        inside = grid_segments(window, origin, length, step)
+        # Exactly the grid segments inside the window are averaged, and only those not in the
+        # previous window are computed (the bundled run has no dropout: every segment is whole).
+        assert spectra.n_segments == len(inside) and len(inside) in (13, 14)
+        assert len(computed) - before == len(inside - previous)
+        offset = origin - window.eeg_first_sample
+        assert spectra.span == (offset + min(inside) * step, offset + max(inside) * step + length)
+        new_counts.append(len(inside - previous))
+        previous = inside
+    assert new_counts[0] in (13, 14) and set(new_counts[1:]) == {1, 2}  # a 2.1 s hop: one or two 2 s steps
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 29, 32])
@@ -204,15 +255,18 @@ def test_average_reference_option_equals_rereferenced_scipy(windows):
 
 
 def test_bad_channels_are_left_out_and_features_stay_finite(windows):
-    window = windows[30]
-    window.eeg = window.eeg.copy()
-    window.eeg[5, 100:200] = np.nan
-    window.eeg[7] = 0.0
-    window.quality.nonfinite_channels = [window.ch_names[5]]
-    window.quality.flat_channels = [window.ch_names[7]]
+    shared = windows[30]
+    eeg = shared.eeg.copy()  # a copy: the shared window stays as it is for the other tests
+    eeg[5, 100:200] = np.nan
+    eeg[7] = 0.0
+    quality = dataclasses.replace(
+        shared.quality, nonfinite_channels=[shared.ch_names[5]], flat_channels=[shared.ch_names[7]]
+    )
+    window = dataclasses.replace(shared, eeg=eeg, quality=quality)
     features = FeatureExtractor().compute(window)
     assert features.complete
-    assert window.ch_names[5] not in features.eeg_channels and len(features.eeg_channels) == 28
+    assert len(features.eeg_channels) == 28
+    assert not {shared.ch_names[5], shared.ch_names[7]} & set(features.eeg_channels)
 
 
 def independent_alff(series: np.ndarray, tr: float) -> np.ndarray:

@@ -6,10 +6,10 @@ both backends; a real uvicorn server for the upload, the OpenAPI routes and the 
 the cases that ran, assert that nothing escapes to the user (no exception, no 5xx, no connection
 lost without a close code) and record one row per fuzzer in ``docs/reliability.md``.
 
-Inputs a known bug of :mod:`features` mishandles (a package these tests must not change) are counted
-apart: the row then says so and is marked not ok, and the test ends as an expected failure naming the
-bugs (:data:`KNOWN_FEATURE_BUGS`; ``test_known_feature_bugs_are_reported_with_a_minimal_example``
-holds a minimal example of each, and fails once one is fixed); any other failure fails the test.
+The feature fuzzer judges each generated window before the extractor sees it (which features its
+input makes computable, and which must then be finite) and checks the extractor against that
+judgement: a feature that valid input should give but that comes out NaN or infinite fails the test,
+even when the extractor names it among the window's problems.
 """
 
 from __future__ import annotations
@@ -73,11 +73,16 @@ def bundle():
 
 # ---------------------------------------------------------------- feature functions
 
-# Known bugs of features/ (not changed by these tests): a name, what goes wrong, and which generated
-# inputs it covers. A violation on such an input is counted as that bug, not as a new failure.
-FREQUENCY_SPAN_HZ = 45.0  # FeatureConfig().frequency_span[1]
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-HUGE_EEG_UV = 1e9  # |EEG| beyond which single-precision coherence sums overflow (measured: from ~3e10 µV)
+FREQUENCY_SPAN_HZ = 45.0  # FeatureConfig().frequency_span[1]: at most twice this rate, no EEG feature
+# Largest |EEG| (µV) the features must handle: a thousand times any real EEG, and 30 times below the
+# amplitude at which the single-precision coherence sums overflow (measured: from ~3e10 µV).
+HUGE_EEG_UV = 1e9
+# Region means (scanner units) the fMRI features must handle: far inside float32 (the windower's type).
+FMRI_RANGE = (1e-30, 1e30)
+EEG_FEATURES = range(0, 7)
+BAND_POWERS = range(0, 5)
+ENTROPY, COHERENCE = 5, 6
+FMRI_FEATURES = range(7, 11)
 
 
 @dataclass
@@ -113,28 +118,35 @@ CONFIGS = (
 
 @st.composite
 def stream_specs(draw) -> StreamSpec:
-    """Arbitrary finite recordings: 1-40 channels, 50-1000 Hz, amplitudes 1e-30-1e38, fMRI of any size."""
+    """Arbitrary finite recordings: 1-40 channels, 50-1000 Hz, amplitudes 1e-30-1e38, fMRI of any size.
+
+    A third of them are lab-like (a rate above 90 Hz, windows of 8-30 s, noisy EEG channels of
+    1-1000 µV among flat ones, 20-70 volumes of valid regions), so that many windows have input that
+    requires every feature.
+    """
+    lab_like = draw(st.integers(0, 2)) == 0
     n_channels = draw(st.integers(1, 40))
     kinds = st.sampled_from(EEG_KINDS + ("noise",) * 6)  # a noisy channel half the time
     exponents = st.one_of(st.integers(-1, 3), st.integers(-30, 38))  # half of them EEG-like (0.1-1000 µV)
     ch_type = st.sampled_from(("eeg", "eeg", "eeg", "eeg", "eog", "ecg", "misc"))
     n_regions = draw(st.integers(1, 12))
     fmri_kind = st.sampled_from(FMRI_KINDS + ("noise",) * 12)  # a realistic region most of the time
+    rates = st.sampled_from((64.0, 100.0, 128.0, 200.0, 250.0, 256.0, 500.0, 512.0, 1000.0))
+    if lab_like:
+        kinds = st.sampled_from(("noise",) * 8 + ("noise+spikes", "constant", "zeros"))
+        exponents = st.integers(0, 3)
+        fmri_kind = st.sampled_from(("noise",) * 6 + ("drift", "constant"))
+        rates = st.sampled_from((100.0, 128.0, 200.0, 250.0, 256.0, 500.0, 512.0, 1000.0))
     return StreamSpec(
         seed=draw(st.integers(0, 2**32 - 1)),
-        sfreq=draw(
-            st.one_of(
-                st.sampled_from((64.0, 100.0, 128.0, 200.0, 250.0, 256.0, 500.0, 512.0, 1000.0)),
-                st.floats(50.0, 1000.0),
-            )
-        ),
-        eeg_window=draw(st.sampled_from((2.0, 4.0, 8.0, 30.0, 30.0))),
+        sfreq=draw(st.one_of(rates, st.floats(91.0 if lab_like else 50.0, 1000.0))),
+        eeg_window=draw(st.sampled_from((8.0, 30.0) if lab_like else (2.0, 4.0, 8.0, 30.0, 30.0))),
         extra_hops=draw(st.integers(0, 2)),
         ch_types=tuple(draw(st.lists(ch_type, min_size=n_channels, max_size=n_channels))),
         eeg_kinds=tuple(draw(st.lists(kinds, min_size=n_channels, max_size=n_channels))),
         eeg_exponents=tuple(draw(st.lists(exponents, min_size=n_channels, max_size=n_channels))),
         n_regions=n_regions,
-        n_volumes=draw(st.integers(0, 70)),
+        n_volumes=draw(st.integers(20 if lab_like else 0, 70)),
         tr=draw(st.sampled_from((0.5, 1.0, 2.0, 2.1, 3.0))),
         fmri_kinds=tuple(draw(st.lists(fmri_kind, min_size=n_regions, max_size=n_regions))),
         fmri_exponents=tuple(draw(st.lists(exponents, min_size=n_regions, max_size=n_regions))),
@@ -219,17 +231,96 @@ def windows_of(spec: StreamSpec) -> list[Window]:
         return windower.poll() + windower.flush()
 
 
-def explained_features(problems: list[str]) -> set[int]:
-    """Indices of the features that ``problems`` say are missing."""
-    explained: set[int] = set()
-    for problem in problems:
-        if "coherence" in problem:
-            explained.add(6)
-        elif "EEG" in problem or "Welch" in problem:
-            explained.update(range(7))
-        elif "fMRI" in problem and "ALFF needs" not in problem:
-            explained.update(range(7, 11))
-    return explained
+def clean_eeg(kind: str, exponent: int) -> bool:
+    """Whether a generated EEG channel is valid EEG: broadband noise (1 µV-100 V SD) with or without spikes.
+
+    Such a channel is never flat, holds power in every frequency bin, and differs from every other
+    generated channel; sines, steps, spikes alone and the alternating (Nyquist-only) signal do not.
+    """
+    return (kind == "noise" and 0 <= exponent <= 8) or (kind == "noise+spikes" and exponent <= 8)
+
+
+def clean_fmri(kind: str, exponent: int) -> bool:
+    """Whether a generated fMRI region is valid: positive means (noisy, drifting or constant) in range."""
+    return kind in ("noise", "drift", "constant") and FMRI_RANGE[0] <= 10.0**exponent <= FMRI_RANGE[1]
+
+
+def whole_segments(window: Window, origin: int, config: FeatureConfig) -> int:
+    """Welch segments of the fixed grid (counted from sample ``origin``) lying wholly inside the window."""
+    length = round(config.segment_seconds * window.sfreq)
+    step = max(1, round(length * (1 - config.segment_overlap)))
+    first, stop = window.eeg_first_sample, window.eeg_first_sample + window.eeg_times.size
+    keys = range((first - origin) // step - 1, (stop - origin) // step + 1)
+    return sum(first <= origin + k * step and origin + k * step + length <= stop for k in keys)
+
+
+@dataclass
+class Expectation:
+    """What one window's features must be, judged from its input before the extractor runs.
+
+    Attributes
+    ----------
+    finite : set of int
+        Features the input makes computable and valid: they must be finite.
+    missing : dict
+        Features the input makes impossible: they must be NaN, and the window's problems must hold
+        the given text (the reason). Any other feature may be NaN only with a problem naming it.
+    """
+
+    finite: set[int] = field(default_factory=set)
+    missing: dict[int, str] = field(default_factory=dict)
+
+
+def expected_features(spec: StreamSpec, window: Window, origin: int) -> Expectation:
+    """Which features of ``window`` must be finite and which must be missing (docs/features.md).
+
+    EEG: a rate of at most twice 45 Hz, no usable EEG channel (EEG type, neither flat nor non-finite)
+    or no whole Welch segment in the window leave all seven EEG features missing; one usable channel
+    leaves the coherence missing. Otherwise, usable channels within ±1e9 µV give finite absolute band
+    powers and spectral entropy, and usable channels that are all valid EEG (:func:`clean_eeg`) give
+    all seven finite (the log and relative powers and the coherence need power in every bin).
+    fMRI: fewer than 8 volumes leave the four features missing; otherwise regions that are all valid
+    (:func:`clean_fmri`) give all four finite.
+    """
+    config = spec.config
+    expectation = Expectation()
+    if not window.sfreq > 2 * FREQUENCY_SPAN_HZ:
+        reason = f"EEG at {window.sfreq:g} Hz cannot give features up to {FREQUENCY_SPAN_HZ:g} Hz"
+        expectation.missing.update(dict.fromkeys(EEG_FEATURES, reason))
+    else:
+        bad = set(window.quality.bad_channels)
+        eeg = [i for i, kind in enumerate(spec.ch_types) if kind == "eeg"]
+        usable = [i for i in eeg if window.ch_names[i] not in bad]
+        for i in eeg:  # the windower's flags, judged on the same input
+            if clean_eeg(spec.eeg_kinds[i], spec.eeg_exponents[i]):
+                assert i in usable, f"valid EEG channel C{i} flagged bad: {window.quality.problems} on {spec}"
+            elif spec.eeg_kinds[i] in ("constant", "zeros"):
+                assert i not in usable, f"flat channel C{i} not flagged: {window.quality.problems} on {spec}"
+        if not usable:
+            expectation.missing.update(dict.fromkeys(EEG_FEATURES, "no usable EEG channel"))
+        elif not whole_segments(window, origin, config):
+            reason = "no whole Welch segment of EEG in the window"
+            expectation.missing.update(dict.fromkeys(EEG_FEATURES, reason))
+        else:
+            if len(usable) == 1:
+                expectation.missing[COHERENCE] = "coherence needs two usable EEG channels"
+            data = window.eeg[usable]
+            bounded = bool(np.isfinite(data).all()) and float(np.abs(data).max()) <= HUGE_EEG_UV
+            clean = all(clean_eeg(spec.eeg_kinds[i], spec.eeg_exponents[i]) for i in usable)
+            if bounded:
+                expectation.finite.add(ENTROPY)
+                if config.power_scale == "absolute":
+                    expectation.finite.update(BAND_POWERS)
+            if bounded and clean:
+                expectation.finite.update(set(EEG_FEATURES) - set(expectation.missing))
+    volumes = window.fmri.shape[0]
+    if volumes < config.min_fmri_volumes:
+        reason = f"{volumes} fMRI volumes: fMRI features need {config.min_fmri_volumes}"
+        expectation.missing.update(dict.fromkeys(FMRI_FEATURES, reason))
+    elif all(clean_fmri(k, e) for k, e in zip(spec.fmri_kinds, spec.fmri_exponents, strict=True)):
+        assert np.isfinite(window.fmri).all()
+        expectation.finite.update(FMRI_FEATURES)
+    return expectation
 
 
 @dataclass
@@ -240,28 +331,52 @@ class FeatureTally:
     windows: int = 0
     complete: int = 0
     flagged: int = 0
+    required: int = 0  # feature values the input required to be finite
+    clean_windows: int = 0  # windows whose input required all 11 finite
 
 
-def check_window(spec: StreamSpec, extractor: FeatureExtractor, window: Window, tally: FeatureTally) -> None:
-    """Compute the features of one window; fail on anything but finite or explained-missing features."""
-    tally.windows += 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        try:
-            vector = extractor.compute(window)
-        except Exception as err:
-            raise AssertionError(f"compute raised {err!r} on {spec}") from err
-    values = vector.values
+def check_features(spec: StreamSpec, window: Window, expectation: Expectation, vector) -> None:
+    """Fail unless ``vector`` meets ``expectation`` and names every other missing feature."""
+    values, problems = vector.values, vector.problems
     assert values.shape == (len(FEATURE_NAMES),)
-    assert all(isinstance(p, str) and p for p in vector.problems)
+    assert all(isinstance(p, str) and p for p in problems)
     assert not np.isinf(values).any(), f"infinite feature on {spec}"
-    if vector.complete:
-        tally.complete += 1
-        return
-    unexplained = {int(i) for i in np.flatnonzero(~np.isfinite(values))} - explained_features(vector.problems)
-    names = [FEATURE_NAMES[i] for i in sorted(unexplained)]
-    assert not unexplained, f"{names} missing with no problem naming them ({vector.problems}) on {spec}"
-    tally.flagged += 1
+    for index in sorted(expectation.finite):
+        assert np.isfinite(values[index]), (
+            f"{FEATURE_NAMES[index]} = {values[index]} for valid input (problems: {problems}) on {spec}"
+        )
+    for index, reason in expectation.missing.items():
+        name = FEATURE_NAMES[index]
+        assert np.isnan(values[index]), f"{name} = {values[index]} without the input it needs on {spec}"
+        assert any(reason in p for p in problems), f"{reason!r} not among {problems} on {spec}"
+    for index in np.flatnonzero(~np.isfinite(values)).tolist():
+        if index not in expectation.missing:
+            name = FEATURE_NAMES[index]
+            assert any(name in p for p in problems), f"{name} missing, not named in {problems} on {spec}"
+
+
+def check_stream(spec: StreamSpec, tally: FeatureTally) -> None:
+    """Every window of a generated stream through a fresh extractor, each judged before it is computed."""
+    tally.streams += 1
+    extractor = FeatureExtractor(spec.config)
+    windows = windows_of(spec)
+    origin = windows[0].eeg_first_sample if windows else 0  # the Welch grid starts at the first window
+    for window in windows:
+        tally.windows += 1
+        expectation = expected_features(spec, window, origin)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            try:
+                vector = extractor.compute(window)
+            except Exception as err:
+                raise AssertionError(f"compute raised {err!r} on {spec}") from err
+        check_features(spec, window, expectation, vector)
+        tally.required += len(expectation.finite)
+        tally.clean_windows += len(expectation.finite) == len(FEATURE_NAMES)
+        if vector.complete:
+            tally.complete += 1
+        else:
+            tally.flagged += 1
 
 
 def test_feature_extractor_on_arbitrary_finite_streams(reliability):
@@ -270,55 +385,77 @@ def test_feature_extractor_on_arbitrary_finite_streams(reliability):
     @given(spec=stream_specs())
     @settings(max_examples=700, **SETTINGS)
     def run(spec: StreamSpec) -> None:
-        tally.streams += 1
-        extractor = FeatureExtractor(spec.config)
-        for window in windows_of(spec):
-            check_window(spec, extractor, window, tally)
+        check_stream(spec, tally)
 
     started = time.perf_counter()
     run()
     elapsed = time.perf_counter() - started
     assert tally.windows >= tally.streams >= 500
+    # The judgement is not vacuous: many windows had input that required every feature finite.
+    assert tally.clean_windows >= 100 and tally.required >= 3000
     measured = (
         f"{tally.streams:,} generated streams, {tally.windows:,} windows (1–40 channels of EEG/EOG/ECG/misc, "
         "50–1000 Hz, windows of 2–30 s, noise, sines, constants, zeros, spikes, steps at 1e-30–1e38 µV; "
         "0–70 fMRI volumes × 1–12 regions, constant, zero, signed, 1e-30–1e39 means, missing volumes; "
-        f"5 feature configurations) in {elapsed:.0f} s: {tally.complete:,} complete, {tally.flagged:,} "
-        "flagged incomplete with the missing features' problem named; 0 exceptions, 0 unexplained values"
+        f"a third lab-like; 5 feature configurations) in {elapsed:.0f} s: {tally.complete:,} complete, "
+        f"{tally.flagged:,} flagged incomplete; {tally.required:,} feature values required finite by their "
+        f"input ({tally.clean_windows:,} windows with all 11), all finite; 0 exceptions, 0 unnamed missing "
+        "values"
     )
     reliability(
         AREA,
         "arbitrary finite EEG + fMRI streams through the windower and FeatureExtractor.compute",
         measured,
-        "every window gave 11 features, finite or NaN with the reason in the window's problems",
+        "valid input (usable EEG channels within ±1e9 µV, ≥ 8 fMRI volumes of valid regions) gave finite "
+        "features; features the input could not give (rate ≤ 90 Hz, no whole Welch segment, no usable "
+        "channel, one channel for coherence, < 8 volumes) were NaN with that reason; any other NaN named",
     )
+
+
+PLAIN = StreamSpec(7, 250.0, 30.0, 0, ("eeg",) * 2, ("noise",) * 2, (1, 1), 1, 60, 2.0, ("noise",), (3,), 0.0)
+
+
+def test_valid_input_gives_eleven_finite_features():
+    """The plain recording and variants of it that stay valid: every feature required, and finite."""
+    variants = [PLAIN] + [replace(PLAIN, config=config) for config in CONFIGS[1:]] + [
+        replace(PLAIN, ch_types=("eeg", "eeg", "eog", "eeg"), eeg_kinds=("noise", "zeros", "noise",
+                "noise+spikes"), eeg_exponents=(0, 1, 2, 8)),  # a flat channel, an EOG, spikes of 1e8 µV
+        replace(PLAIN, sfreq=91.0, n_regions=3, fmri_kinds=("noise", "drift", "constant"),
+                fmri_exponents=(-30, 30, 4), dropped_volumes=0.1),
+    ]  # fmt: skip
+    for spec in variants:
+        (window,) = windows_of(spec)
+        expectation = expected_features(spec, window, window.eeg_first_sample)
+        assert expectation.finite == set(range(len(FEATURE_NAMES))) and not expectation.missing, spec
+        check_features(spec, window, expectation, FeatureExtractor(spec.config).compute(window))
 
 
 def test_inputs_that_once_broke_the_features_give_flagged_windows():
-    """Minimal examples the fuzzer found: each now gives a window whose missing features are named."""
-    plain = StreamSpec(
-        7, 250.0, 30.0, 0, ("eeg",) * 2, ("noise",) * 2, (1, 1), 1, 60, 2.0, ("noise",), (3,), 0.0
-    )
+    """Minimal examples the fuzzer found: each gives the features its input allows, the others named."""
     examples = {
-        "EEG at 64 Hz (raised ValueError)": replace(plain, sfreq=64.0),
-        "EEG at 52.66 Hz (gamma silently 0)": replace(plain, sfreq=52.66),
-        "EEG of 1e11 µV (coherence inf)": replace(plain, eeg_exponents=(11, 11)),
-        "a channel without power in some bins (coherence NaN)": replace(
-            plain, eeg_kinds=("noise", "alternating")
+        "EEG at 64 Hz (raised ValueError)": (replace(PLAIN, sfreq=64.0), set(EEG_FEATURES)),
+        "EEG at 52.66 Hz (gamma silently 0)": (replace(PLAIN, sfreq=52.66), set(EEG_FEATURES)),
+        "EEG of 1e11 µV (coherence inf)": (replace(PLAIN, eeg_exponents=(11, 11)), {COHERENCE}),
+        "a channel without power in some bins (coherence NaN)": (
+            replace(PLAIN, eeg_kinds=("noise", "alternating")), {COHERENCE}
         ),
-        "an fMRI region of zeros (NaN ALFF)": replace(
-            plain, n_regions=2, fmri_kinds=("noise", "zeros"), fmri_exponents=(3, 3)
+        "an fMRI region of zeros (NaN ALFF)": (
+            replace(PLAIN, n_regions=2, fmri_kinds=("noise", "zeros"), fmri_exponents=(3, 3)),
+            set(FMRI_FEATURES) - {7},  # the BOLD mean needs no percent signal change
         ),
-        "fMRI means of 1e39 (inf in float32)": replace(plain, fmri_kinds=("huge",)),
+        "fMRI means of 1e39 (inf in float32)": (  # one region: its ALFF variance across regions is 0
+            replace(PLAIN, fmri_kinds=("huge",)), set(FMRI_FEATURES) - {10}
+        ),
     }
-    for label, spec in examples.items():
+    for label, (spec, missing) in examples.items():
         (window,) = windows_of(spec)
+        expectation = expected_features(spec, window, window.eeg_first_sample)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             vector = FeatureExtractor(spec.config).compute(window)
-        missing = {int(i) for i in np.flatnonzero(~np.isfinite(vector.values))}
-        assert not np.isinf(vector.values).any(), label
-        assert missing <= explained_features(vector.problems), (label, vector.problems)
+        check_features(spec, window, expectation, vector)
+        # Exactly the features the fault touches are missing: the others came out finite.
+        assert {int(i) for i in np.flatnonzero(np.isnan(vector.values))} == missing, (label, vector.problems)
 
 
 # ---------------------------------------------------------------- the model
@@ -770,8 +907,8 @@ class Watcher:
     def stop(self) -> tuple[int, int]:
         """Stop publishing; wait for the last messages; (published, received in order without a gap)."""
         self._stop.set()
-        self._threads[1].join(5)
-        deadline = time.monotonic() + 10
+        self._threads[1].join(60)
+        deadline = time.monotonic() + 60  # a hang guard: the check is the count below
         while len(self.received) < self.published and time.monotonic() < deadline:
             time.sleep(0.01)
         self._stack.close()
@@ -881,12 +1018,11 @@ def test_a_frame_over_the_limit_closes_only_that_connection(feed_server, reliabi
     for size in sizes:
         with connect(url, open_timeout=10, max_size=None) as client:
             reply(client)
-            started = time.perf_counter()
+            # Closed, not answered: a reply or no close at all (recv's timeout, a hang guard) fails.
             with pytest.raises(ConnectionClosed) as closed:
                 client.send(b"z" * size if size > 1 << 20 else "z" * size)
-                client.recv(timeout=10)
+                client.recv(timeout=60)
             codes.append(closed.value.rcvd.code if closed.value.rcvd else None)
-            assert time.perf_counter() - started < 10
     with connect(url, open_timeout=10) as client:  # the server takes new clients as before
         assert reply(client)["event"] == "connected"
     published, received = watcher.stop()
@@ -925,7 +1061,7 @@ def test_a_flood_of_small_messages_is_answered_without_disturbing_others(feed_se
         reader.start()
         for i in range(n):
             flooder.send(frames[i % len(frames)])
-        reader.join(120)
+        reader.join(600)  # a hang guard: the check is the answers below
         elapsed = time.perf_counter() - started
         flooder.send('{"subscribe": ["session"]}')
         assert reply(flooder)["event"] == "subscribed"

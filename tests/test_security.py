@@ -7,6 +7,7 @@ These tests run in the default suite and, in the reliability run, write their ro
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import logging
 import urllib.error
@@ -49,12 +50,6 @@ def raw_get(port: int, path: str) -> int:
 def server():
     limits = AnalysisLimits(max_bytes=100_000, max_rows=50)
     with LiveServer(ServerState(session={"name": "security"}, analysis_limits=limits)) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def guarded_server():
-    with LiveServer(ServerState(session={"name": "guarded"}, token=TOKEN)) as running:
         yield running
 
 
@@ -131,29 +126,90 @@ def test_static_files_are_served(server):
         assert request(f"{server.url}{path}")[0] == 200, path
 
 
-def test_the_token_is_required_and_never_logged(guarded_server, caplog, reliability):
+class ServerOutput:
+    """Everything uvicorn logs, as its own formatters print it, at DEBUG level (access log included).
+
+    The server is configured at warning level, and uvicorn's loggers do not propagate to pytest's
+    capture: :meth:`listen` lowers their levels (call it once the server has started: uvicorn
+    configures its loggers then) and adds a handler with uvicorn's formatters writing to a buffer,
+    as uvicorn's own handlers write to the console.
+    """
+
+    def __init__(self) -> None:
+        from uvicorn.logging import AccessFormatter, DefaultFormatter
+
+        self._text = io.StringIO()
+        access = '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'  # uvicorn's format
+        formatters = {
+            "uvicorn.access": AccessFormatter(access, use_colors=False),
+            "uvicorn.error": DefaultFormatter("%(levelprefix)s %(message)s", use_colors=False),
+        }
+        self._handlers = {name: logging.StreamHandler(self._text) for name in formatters}
+        for name, handler in self._handlers.items():
+            handler.setFormatter(formatters[name])
+        self._levels = {name: logging.getLogger(name).level for name in formatters}
+
+    def listen(self) -> None:
+        for name, handler in self._handlers.items():
+            logging.getLogger(name).setLevel(logging.DEBUG)
+            logging.getLogger(name).addHandler(handler)
+
+    def close(self) -> None:
+        for name, handler in self._handlers.items():
+            logging.getLogger(name).removeHandler(handler)
+            logging.getLogger(name).setLevel(self._levels[name])
+
+    def text(self) -> str:
+        return self._text.getvalue()
+
+
+@pytest.fixture
+def server_output():
+    output = ServerOutput()
+    try:
+        yield output
+    finally:
+        output.close()
+
+
+def test_the_token_is_required_and_never_logged(server_output, reliability):
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
 
-    url = guarded_server.url
     refused = []
-    with caplog.at_level(logging.DEBUG):
-        for path in ("/api/status", "/api/status?token=wrong", "/api/history?token=" + TOKEN[:-1],
-                     "/api/model", "/api/config"):  # fmt: skip
+    with LiveServer(ServerState(session={"name": "logged"}, token=TOKEN)) as guarded:
+        server_output.listen()  # uvicorn configured its loggers when the server started
+        url = guarded.url
+        paths = ("/api/status", "/api/status?token=wrong", "/api/history?token=" + TOKEN[:-1],
+                 "/api/model", "/api/config?limit=3&token=" + TOKEN + "x")  # fmt: skip
+        for path in paths:
             refused.append(request(f"{url}{path}")[0])
         refused.append(request(f"{url}/api/status", headers={"Authorization": "Bearer wrong"})[0])
         with pytest.raises(InvalidStatus):
-            connect(f"ws://127.0.0.1:{guarded_server.port}/ws?token=wrong", open_timeout=10)
+            connect(f"ws://127.0.0.1:{guarded.port}/ws?token=wrong", open_timeout=10)
         assert request(f"{url}/api/status", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200
         assert request(f"{url}/api/status?token={TOKEN}")[0] == 200
+        with connect(f"ws://127.0.0.1:{guarded.port}/ws?types=session&token={TOKEN}", open_timeout=10) as ws:
+            assert json.loads(ws.recv(timeout=10))["event"] == "connected"
         assert request(f"{url}/healthz")[0] == 200  # liveness needs no token
     assert set(refused) == {401}
-    assert TOKEN not in caplog.text
+    output = server_output.text()
+    lines = output.splitlines()
+    # uvicorn logged every request (access log) and websocket handshake, query strings included ...
+    requests = [line for line in lines if '"GET /' in line]
+    assert len(requests) >= len(refused) + 3, output
+    assert sum("/api/status?token=" in line for line in requests) == 2, output
+    assert sum('"WebSocket /ws?' in line for line in lines) == 2, output
+    # ... and neither the token nor any value given for it appears.
+    for secret in (TOKEN, TOKEN[:-1], TOKEN + "x", "token=wrong"):
+        assert secret not in output, [line for line in lines if secret in line]
     reliability(
         "security", "requests without the token or with a wrong one (REST, websocket)",
-        f"{len(refused)} REST requests answered 401, the websocket handshake refused; "
-        f"{len(caplog.records)} log records, none holding the token",
-        "refused; the token (compared in constant time) never appears in the logs",
+        f"{len(refused)} REST requests answered 401, the websocket handshake refused; uvicorn's output at "
+        f"debug level ({len(lines)} lines, {len(requests)} access-log lines with their query strings) "
+        "holds neither the token nor the wrong values given for it",
+        "refused; the token (compared in constant time) never appears in the logs: the value of every "
+        "token= query parameter is redacted in uvicorn's access and error logs",
     )  # fmt: skip
 
 

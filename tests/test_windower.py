@@ -217,12 +217,49 @@ def test_without_triggers_volumes_are_placed_at_their_own_timestamps():
     assert window.quality.usable
 
 
-def test_memory_is_bounded_by_the_window_configuration():
+def held(windower: MultiRateWindower) -> dict[str, int]:
+    """Sizes of everything the windower keeps between windows."""
+    checks = windower._channel_checks
+    return {
+        "EEG samples": windower.eeg.count,
+        "EEG buffer bytes": windower.eeg._data.nbytes + windower.eeg._times.nbytes,
+        "channel-check blocks": checks._highest.size + checks._lowest.size,
+        "volumes": len(windower.volumes._placed) + len(windower.volumes._pending),
+        "triggers": len(windower.volumes._triggers),
+    }
+
+
+def test_memory_stays_flat_and_holds_only_the_latest_data():
     config = WindowConfig()
-    windower = make_windower(config)
-    Feed(600).play(windower)
-    assert windower.eeg.count == windower.eeg.capacity == config.eeg_capacity(SFREQ)
-    assert len(windower.volumes._placed) <= config.fmri_capacity(TR)
+    # Enough EEG to cut a window that waited the longest for its fMRI volume.
+    capacity = config.eeg_capacity(SFREQ)
+    assert capacity >= (config.eeg_window + config.hop + config.max_fmri_wait) * SFREQ
+    volume_capacity = config.fmri_capacity(TR)
+    assert volume_capacity * TR >= config.fmri_window + config.max_fmri_wait
+    sizes = []
+    for seconds in (600, 1200):  # 13 and 26 times what the EEG buffer holds
+        feed = Feed(seconds)
+        windower = make_windower(config)
+        windows = feed.play(windower, chunk_seconds=1.0)
+        sizes.append(held(windower))
+        # The buffers hold the latest samples, volumes and triggers: everything older was dropped.
+        times, data = windower.eeg._view()
+        np.testing.assert_array_equal(times, feed.eeg_times[-capacity:])
+        np.testing.assert_array_equal(data.T, feed.eeg[-capacity:])
+        assert windower.eeg.total == feed.n
+        placed = [v.index for v in windower.volumes._placed]
+        assert placed == list(range(feed.triggers.size - volume_capacity, feed.triggers.size))
+        assert [t for _, t in windower.volumes._triggers] == feed.triggers[-volume_capacity:].tolist()
+        # and the last window, cut after the buffer wrapped many times, holds its own samples
+        last = windows[-1]
+        assert last.end == pytest.approx(feed.eeg_times[-1] - (feed.eeg_times[-1] - T0 - 30) % TR, abs=1e-6)
+        first = round((last.start - T0) * SFREQ) + 1
+        np.testing.assert_array_equal(last.eeg[-1], np.arange(first, first + 7500))
+        in_window = (feed.triggers > last.end - config.fmri_window) & (feed.triggers <= last.end)
+        np.testing.assert_array_equal(last.fmri_indices, np.flatnonzero(in_window))
+    # Twice the recording, the same memory.
+    assert sizes[0] == sizes[1], sizes
+    assert sizes[1]["EEG samples"] == capacity and sizes[1]["volumes"] == volume_capacity
 
 
 def test_volume_placer_pending_until_trigger_and_remap_after_missed_trigger():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 import socket
 import threading
 import time
@@ -12,6 +14,38 @@ from viewer.app import MAX_WEBSOCKET_FRAME_BYTES, ServerState, create_app, is_lo
 from viewer.feed import EncodedMessage
 
 STATUS_INTERVAL = 2.0
+# uvicorn's loggers: the access log and the error log (which also carries the websocket handshakes and,
+# at debug level, the websockets library's request lines and headers).
+UVICORN_LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn.asgi")
+_CREDENTIAL = re.compile(r"(\btoken=|\bbearer\s+)[^&\s\"']+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with the value of every ``token=`` query parameter and ``Bearer`` credential hidden."""
+    return _CREDENTIAL.sub(r"\1[redacted]", text)
+
+
+class RedactCredentials(logging.Filter):
+    """Hide access tokens in log records: request lines carry ``?token=`` (the browser's way to send it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record's message and string arguments in place; keep the record."""
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            # Same length and order: uvicorn's access formatter unpacks the arguments.
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        return True
+
+
+def redact_uvicorn_logs() -> None:
+    """Add :class:`RedactCredentials` to uvicorn's loggers (once), whatever their level."""
+    for name in UVICORN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, RedactCredentials) for existing in logger.filters):
+            logger.addFilter(RedactCredentials())
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -117,6 +151,7 @@ class LiveServer:
             # are worth on a lab network; clients that ask for compression get plain frames.
             ws_per_message_deflate=False,
         )
+        redact_uvicorn_logs()  # after uvicorn.Config, which configures uvicorn's loggers
         self._server = uvicorn.Server(config)
         tasks = [asyncio.create_task(self._status_loop())]
         if state.pipeline is not None:
