@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from stream.lsl_safety import use_project_lsl_config
+from stream.lsl_safety import PROJECT_LSL_CONFIG, use_project_lsl_config
 
-use_project_lsl_config()
+# Always the loopback configuration, even when a lab's LSLAPICFG is exported: test streams never go
+# onto a lab network.
+use_project_lsl_config(PROJECT_LSL_CONFIG)
 
 import contextlib  # noqa: E402
 import uuid  # noqa: E402

@@ -120,6 +120,11 @@ def test_the_command_line_selects_the_loopback_config_before_pylsl(command):
     assert seen["LSLAPICFG"] == str(PROJECT_LSL_CONFIG), seen
 
 
+def test_the_tests_use_the_loopback_config_even_when_a_lab_config_is_exported(lab_config):
+    seen = first_lsl_import("tests/conftest.py", "conftest", LSLAPICFG=str(lab_config.resolve()))
+    assert seen["LSLAPICFG"] == str(PROJECT_LSL_CONFIG), seen
+
+
 def test_a_lab_config_named_by_the_user_is_used(lab_config, tmp_path):
     lab = str(lab_config.resolve())
     # On the command line, in the configuration file, or exported.
