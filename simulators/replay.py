@@ -96,6 +96,12 @@ class SessionPlayer:
         EEG samples never sent because the EEG outlet was down.
     fault_log : list of (float, str)
         LSL time and description of every outlet lost or restored by a fault.
+    progress : tuple of (float, int) | None
+        At a finite speed, the LSL clock reading of the latest replay step and the
+        EEG samples sent or withheld by then, over all passes: each step sends every
+        sample due by ``(clock - start_clock) * speed`` seconds of replay time, so the
+        two show that the replay keeps to its speed on its own clock (None before the
+        first step and at speed ``math.inf``).
     """
 
     def __init__(
@@ -152,6 +158,7 @@ class SessionPlayer:
         self.loops_completed = 0
         self.start_clock: float | None = None
         self.fault_log: list[tuple[float, str]] = []
+        self.progress: tuple[float, int] | None = None
         self._buffered = 360
 
     # -- lifecycle ---------------------------------------------------------
@@ -306,8 +313,11 @@ class SessionPlayer:
             if fast:
                 now = session.duration + self.fmri_lag
             else:
-                now = (pylsl.local_clock() - start_clock) * self.speed - offset
+                clock = pylsl.local_clock()
+                now = (clock - start_clock) * self.speed - offset
             next_sample = self._push_eeg(next_sample, now, t0, offset)
+            if not fast:
+                self.progress = (clock, self.samples_pushed + self.samples_withheld)
             next_event = self._push_events(events, next_event, now, t0)
             self._sync_eeg_outlet(offset + now)
             if next_sample >= session.n_times and next_event >= len(events):

@@ -43,6 +43,18 @@ class Acquisition:
     config : AcquisitionConfig
         Which streams, what to expect, window geometry.
 
+    Attributes
+    ----------
+    passes : int
+        Completed acquisition passes: every stream pulled, then every window that
+        could be cut queued. Samples counted in :meth:`health` have been windowed once
+        this has grown by one since they were counted.
+    backlog_pauses : int
+        Times pulls paused because the consumer had ``BACKLOG_WINDOWS`` windows to take.
+    backlog_pauses_ended_by_limit : int
+        Pauses that ended after ``BACKLOG_MAX_PAUSE`` with the backlog still there
+        (pulls resumed although nobody had read).
+
     Examples
     --------
     >>> with Acquisition(AcquisitionConfig.for_replay("sub-27_task-sleep_run-2")) as acq:  # doctest: +SKIP
@@ -67,6 +79,9 @@ class Acquisition:
         self.queue: WindowQueue[Window] = WindowQueue(config.queue_size)
         self.windower: MultiRateWindower | None = None
         self.error: BaseException | None = None
+        self.passes = 0
+        self.backlog_pauses = 0
+        self.backlog_pauses_ended_by_limit = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -88,7 +103,9 @@ class Acquisition:
         """
         try:
             for reader in self.readers:
-                reader.connect(find_stream(reader.query, self.config.resolve_timeout))
+                # Opening a found stream (clock offset, subscription) gets the same bound as finding it.
+                timeout = self.config.resolve_timeout
+                reader.connect(find_stream(reader.query, timeout), open_timeout=timeout)
         except Exception:
             for reader in self.readers:
                 reader.close()
@@ -214,11 +231,19 @@ class Acquisition:
 
         next_reconnect = 0.0
         last_pull = time.monotonic()
+        pausing = False
         while not self._stop.is_set():
             try:
-                if len(self.queue) >= BACKLOG_WINDOWS and time.monotonic() - last_pull < BACKLOG_MAX_PAUSE:
-                    time.sleep(BACKLOG_SLEEP)
-                    continue
+                if len(self.queue) >= BACKLOG_WINDOWS:
+                    if time.monotonic() - last_pull < BACKLOG_MAX_PAUSE:
+                        if not pausing:
+                            pausing = True
+                            self.backlog_pauses += 1
+                        time.sleep(BACKLOG_SLEEP)
+                        continue
+                    if pausing:
+                        self.backlog_pauses_ended_by_limit += 1
+                pausing = False
                 last_pull = time.monotonic()
                 now = pylsl.local_clock()
                 received = 0
@@ -226,6 +251,7 @@ class Acquisition:
                     received += reader.pull(now)
                 for window in self.windower.poll():
                     self.queue.put(window)
+                self.passes += 1
                 if time.monotonic() >= next_reconnect:
                     next_reconnect = time.monotonic() + RECONNECT_INTERVAL
                     for reader in self.readers:

@@ -158,7 +158,7 @@ class AcquisitionConfig:
     expected_eeg_rate : float | None
         Refuse an EEG stream with another nominal rate.
     resolve_timeout : float
-        Seconds to wait for each stream at start.
+        Seconds to wait for each stream at start: to find it, then to open it.
     window : WindowConfig
         Window geometry.
     queue_size : int

@@ -1,4 +1,17 @@
-"""Acquisition against real replays over LSL on loopback."""
+"""Acquisition against real replays over LSL on loopback.
+
+Every check derives from stream clocks, sample numbers (the replay's SampleIndex
+channel, the fMRI volume-index channel) and events the acquisition exposes. Waits
+end on their event; their bound (``PATIENCE``) only guards against hanging.
+
+Where a check compares two streams' clock-corrected stamps (a window's end on the
+EEG clock against a volume trigger or a truth marker), it relies on liblsl's clock
+synchronisation: every inlet estimates the outlet's clock offset from the probe with
+the smallest round trip, so two inlets on one machine disagree by at most half such a
+round trip (microseconds on loopback; milliseconds if every probe is delayed by
+load). The replay geometry keeps every such comparison ``SYNC_MARGIN`` or more away
+from a tie (asserted), so the expectation follows exactly from sample numbers.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +30,14 @@ import pytest
 
 from simulators.replay import SessionPlayer
 from simulators.session import read_session
-from stream.acquisition import BACKLOG_MAX_PAUSE, BACKLOG_WINDOWS, Acquisition
+from stream.acquisition import BACKLOG_WINDOWS, Acquisition
 from stream.config import AcquisitionConfig, StreamQuery, WindowConfig
 from stream.discovery import StreamMismatchError, StreamNotFoundError
 
 pytestmark = pytest.mark.lsl
 PROJECT = Path(__file__).resolve().parents[1]
+PATIENCE = 60.0  # seconds; every wait ends on its event, this only stops a hang
+SYNC_MARGIN = 0.05  # seconds between a window bound and any trigger or epoch onset (see the docstring)
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +45,18 @@ def short_session(short_dataset):
     return read_session(short_dataset, "99", "sleep-1")
 
 
-def collect(acquisition: Acquisition, until, timeout: float) -> list:
-    """Take windows until ``until(windows)`` is true or ``timeout`` passes."""
-    windows = []
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = PATIENCE) -> None:
+    """Return once ``condition()`` holds; fail (naming ``what``) if it does not within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:g} s")
+        time.sleep(0.01)
+
+
+def collect(acquisition: Acquisition, until: Callable[[list], bool], timeout: float = PATIENCE) -> list:
+    """Take windows until ``until(windows)`` is true (or ``timeout`` passes: the caller asserts)."""
+    windows: list = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not until(windows):
         try:
@@ -39,6 +64,33 @@ def collect(acquisition: Acquisition, until, timeout: float) -> list:
         except TimeoutError:
             continue
     return windows
+
+
+def drain(acquisition: Acquisition) -> list:
+    """Every window queued now, without waiting."""
+    windows = []
+    while len(acquisition.queue):
+        windows.append(acquisition.queue.get(timeout=0))
+    return windows
+
+
+def wait_until_windowed(acquisition: Acquisition, samples: dict[str, int]) -> None:
+    """Wait until each stream has delivered ``samples[kind]`` samples and a full pass has cut windows."""
+    readers = {reader.kind: reader for reader in acquisition.readers}
+    wait_for(
+        lambda: all(readers[kind].health.samples >= n for kind, n in samples.items()),
+        f"acquisition receiving {samples}",
+    )
+    passes = acquisition.passes
+    wait_for(lambda: acquisition.passes > passes, "an acquisition pass after the last sample")
+
+
+def whole_run(session, *, truth: bool = False) -> dict[str, int]:
+    """Samples each stream of a finite replay of ``session`` delivers."""
+    counts = {"eeg": session.n_times, "fmri": session.n_volumes, "triggers": session.n_volumes}
+    if truth:
+        counts["truth"] = session.scoring.n_epochs
+    return counts
 
 
 def expected_window_count(session, window: WindowConfig) -> int:
@@ -51,78 +103,150 @@ def expected_window_count(session, window: WindowConfig) -> int:
     return math.floor((last_sample - window.eeg_window) / window.hop + 1e-9)
 
 
+def received_trigger_stamps(acquisition: Acquisition) -> np.ndarray:
+    """Trigger stamps as the acquisition received them (its inlet opened before the replay started)."""
+    return np.concatenate([stamps for stamps, _ in acquisition.triggers.history])
+
+
+def end_in_session(window, session) -> float:
+    """Session time of a window's end: its last EEG sample's number (SampleIndex) over the rate."""
+    return float(window.eeg[-1, -1]) / session.sfreq
+
+
+def newest_volume_due(session, end: float) -> int:
+    """Index of the latest volume acquired at or before session time ``end`` (sample arithmetic)."""
+    k = int(np.searchsorted(session.volume_times, end, side="right")) - 1
+    nearest = np.abs(session.volume_times - end).min()
+    assert nearest >= SYNC_MARGIN, f"a window ends {nearest:.3f} s from a trigger: the check would be a tie"
+    return k
+
+
 def test_fast_replay_gives_every_window_aligned_and_labelled(short_session, unique_prefix):
-    config = AcquisitionConfig.for_replay(unique_prefix, with_truth=True, resolve_timeout=5)
+    # The wait for each window's volume ends when the volume arrives; its limit (30 s of wall time
+    # at 20x) only guards against hanging, so every window holds exactly the volumes of its triggers.
+    # (A window before any trigger has nothing to wait for: the first trigger is sent 28 s of EEG,
+    # 1.4 s of wall time, before the first window ends.)
+    window_config = WindowConfig(max_fmri_wait=600.0)
+    config = AcquisitionConfig.for_replay(
+        unique_prefix, with_truth=True, resolve_timeout=PATIENCE, window=window_config
+    )
     player = SessionPlayer(
         short_session,
         speed=20,
         with_truth=True,
         prefix=unique_prefix,
-        wait_for_consumers=10,
+        wait_for_consumers=PATIENCE,
         fmri_stamp_error=0.2,
     )
+    expected = expected_window_count(short_session, config.window)
+    assert expected <= config.queue_size  # so none is dropped whatever the consumer's pace
     with player, Acquisition(config) as acquisition:
-        expected = expected_window_count(short_session, config.window)
-        windows = collect(acquisition, lambda w: len(w) >= expected, timeout=30)
-        assert player.wait(10)
-        time.sleep(0.5)
-        windows += collect(acquisition, lambda w: False, timeout=0.5)
+        windows = collect(acquisition, lambda w: len(w) >= expected)
+        assert player.wait(PATIENCE) and player.error is None
+        wait_until_windowed(acquisition, whole_run(short_session, truth=True))
+        windows += drain(acquisition)
         health = acquisition.health()
-    assert len(windows) == expected
+        triggers = received_trigger_stamps(acquisition)
+    assert [w.index for w in windows] == list(range(expected))
+    assert len(triggers) == short_session.n_volumes
     sfreq = short_session.sfreq
-    # Time of EEG sample 0 on this machine's clock (the SampleIndex channel numbers the samples).
-    t0 = windows[0].eeg_times[0] - windows[0].eeg[-1, 0] / sfreq
+    scoring = short_session.scoring
+    labels: dict[int, list] = {}  # per scored epoch, the labels of the windows ending in it, in order
     for window in windows:
         assert window.eeg.shape == (33, 7500)
         first = int(window.eeg[-1, 0])
         np.testing.assert_array_equal(window.eeg[-1], np.arange(first, first + 7500))
-        # Each volume sits on its trigger (within one EEG sample), not on its 0.2 s-off timestamp.
-        triggers = t0 + short_session.volume_times[window.fmri_indices]
-        assert np.abs(window.fmri_times - triggers).max() <= 1 / sfreq
+        end = end_in_session(window, short_session)
+        # The volumes whose triggers fall in the fMRI window, by sample arithmetic ...
+        newest = newest_volume_due(short_session, end)
+        oldest = newest_volume_due(short_session, end - config.window.fmri_window) + 1
+        np.testing.assert_array_equal(window.fmri_indices, np.arange(oldest, newest + 1))
+        # ... each placed exactly at the stamp of its own trigger (by volume index), not at its
+        # own timestamp (0.2 s off on average).
+        assert window.quality.fmri_unmatched == 0
+        np.testing.assert_array_equal(window.fmri_times, triggers[window.fmri_indices])
         np.testing.assert_allclose(window.fmri, short_session.roi_means[window.fmri_indices], rtol=1e-6)
-        # The label is the scored stage of the epoch in which the window ends.
-        run_time = window.end - t0 - short_session.volume_times[0]
-        assert window.stage == short_session.scoring.stage_at(run_time)
+        run_time = end - short_session.volume_times[0]
+        onsets = short_session.stage_onsets - short_session.volume_times[0]
+        assert np.abs(run_time - onsets).min() >= SYNC_MARGIN
+        labels.setdefault(int(np.searchsorted(onsets, run_time, side="right")), []).append(
+            (window.stage, scoring.stage_at(run_time))
+        )
         assert window.quality.usable, window.quality.problems
-    assert {w.stage for w in windows} == {"W", "N1", "unscored", "N3"}
+    # The label is the scored stage of the epoch in which the window ends. Its marker travels on
+    # its own stream and windows do not wait for it: a window cut before it arrived says None
+    # (not known), so within an epoch only the first windows may, and never a wrong stage.
+    for epoch in labels.values():
+        known = [label is not None for label, _ in epoch]
+        assert known == sorted(known), epoch
+        assert all(label == stage for label, stage in epoch if label is not None), epoch
+    # Each epoch lasts 1.5 s of wall time at 20x: its marker arrives within it.
+    assert {w.stage for w in windows} - {None} == {"W", "N1", "unscored", "N3"}
     eeg = health["streams"]["eeg"]
-    assert eeg["effective_rate"] == pytest.approx(250.0, rel=1e-3)
+    # The fitted period of exactly spaced stamps; a clock-correction update of even 5 ms would move
+    # it by less than 1e-4.
+    assert eeg["effective_rate"] == pytest.approx(sfreq, rel=1e-3)
     assert eeg["gaps"] == 0 and eeg["dropped_samples"] == 0 and eeg["reconnects"] == 0
     assert health["streams"]["fmri"]["samples"] == short_session.n_volumes
     assert health["windows"]["emitted"] == expected and health["windows"]["dropped"] == 0
 
 
-@pytest.mark.parametrize(("max_wait", "fresh"), [(3.5, True), (1.0, False)])
-def test_three_second_fmri_lag(short_session, unique_prefix, max_wait, fresh):
-    window_config = WindowConfig(max_fmri_wait=max_wait)
-    config = AcquisitionConfig.for_replay(unique_prefix, resolve_timeout=5, window=window_config)
-    player = SessionPlayer(short_session, speed=20, fmri_lag=3.0, prefix=unique_prefix, wait_for_consumers=10)
+@pytest.mark.parametrize(("max_wait", "fresh"), [(60.0, True), (3.0, False)])
+def test_a_late_fmri_volume_is_waited_for_up_to_the_limit(short_session, unique_prefix, max_wait, fresh):
+    """Volumes arrive 10 s (of session time) after their trigger.
+
+    Windows end 1.7 s after a trigger, so a window's volume is sent 8.3 s of EEG after its end.
+    With a 60-s limit the window waits for it (the limit only guards against hanging: 10 s of
+    wall time at 5x). With a 3-s limit it gives up 5.3 s of EEG (1 s of wall time) before the
+    volume is even sent, and goes out stale.
+    """
+    lag = 10.0
+    window_config = WindowConfig(eeg_window=10.0, fmri_window=30.0, max_fmri_wait=max_wait)
+    config = AcquisitionConfig.for_replay(unique_prefix, resolve_timeout=PATIENCE, window=window_config)
+    player = SessionPlayer(
+        short_session, speed=5, fmri_lag=lag, prefix=unique_prefix, wait_for_consumers=PATIENCE
+    )
     with player, Acquisition(config) as acquisition:
-        windows = collect(acquisition, lambda w: len(w) >= 30, timeout=30)
-    assert len(windows) >= 30
-    steady = windows[5:]
-    staleness = np.array([w.quality.fmri_staleness for w in steady])
-    waited = np.array([w.quality.fmri_waited for w in steady])
+        windows = collect(acquisition, lambda w: len(w) >= 8)
+        triggers = received_trigger_stamps(acquisition)
+    assert len(windows) >= 8
+    tr = short_session.tr
+    stale = []
+    for window in windows:
+        quality = window.quality
+        newest = newest_volume_due(short_session, end_in_session(window, short_session))
+        if window.fmri_indices.size and window.fmri_indices[-1] == newest:
+            # Holds the volume of its last trigger, placed on that trigger.
+            assert window.fmri_times[-1] == triggers[newest]
+            assert quality.fmri_staleness < tr and not any("stale" in p for p in quality.problems)
+        else:
+            stale.append(window)
+            assert window.fmri_indices.size == 0 or window.fmri_indices[-1] < newest
+            assert any("stale" in p or "fMRI volume(s) in the window" in p for p in quality.problems)
+            # Gave up after exactly the limit (or never held back, when EEG came in one chunk).
+            assert quality.fmri_waited in (0.0, max_wait)
+        assert 0.0 <= quality.fmri_waited <= max_wait
     if fresh:
-        # Waited for the late volume: every window holds the volume of its last trigger.
-        assert staleness.max() <= short_session.tr + 1 / 250
-        assert waited.max() > 1.5 and waited.max() <= max_wait + 0.5
-        assert all(w.quality.usable for w in steady)
+        assert not stale, "a window went out without the volume it was waiting for"
+        assert all(w.quality.usable for w in windows)
+        # 8.3 s of EEG (1.7 s of wall time) pass between a window's end and its volume: at least
+        # one window saw its end before its volume.
+        assert any(w.quality.fmri_waited > 0 for w in windows)
     else:
-        # Gave up after 1 s: emitted with the freshest volume there was, staleness recorded.
-        assert waited.max() <= max_wait + 0.5
-        assert staleness.max() > short_session.tr
-        assert any("fMRI stale" in problem for w in steady for problem in w.quality.problems)
+        assert any(w.quality.fmri_waited == max_wait for w in stale), "no window gave up at the limit"
+        assert any(w.quality.fmri_staleness is not None and w.quality.fmri_staleness > tr for w in stale)
 
 
 def start_replay_process(dataset: Path, prefix: str, speed: float) -> subprocess.Popen:
+    """Start ``run_stream.py replay --loop``; it starts its clock once every stream has a consumer."""
     process = subprocess.Popen(
         [sys.executable, str(PROJECT / "run_stream.py"), "replay", "--session", str(dataset),
-         "--subject", "99", "--run", "sleep-1", "--loop", "--speed", str(speed), "--prefix", prefix],
+         "--subject", "99", "--run", "sleep-1", "--loop", "--speed", str(speed), "--prefix", prefix,
+         "--wait-for-consumers", str(PATIENCE)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=PROJECT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + PATIENCE
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line or line.startswith("Press Ctrl-C"):
@@ -134,66 +258,107 @@ def stop_processes(*processes: subprocess.Popen | None) -> None:
     for process in processes:
         if process is not None and process.poll() is None:
             process.kill()
-            process.wait(10)
+            process.wait(PATIENCE)
+
+
+def kill_and_wait_for_loss(process: subprocess.Popen, acquisition: Acquisition) -> None:
+    """Kill the replay; return once the acquisition has seen the EEG stream lost and windowed the rest."""
+    process.send_signal(signal.SIGKILL)
+    process.wait(PATIENCE)
+    wait_for(lambda: not acquisition.eeg.health.connected, "the acquisition seeing the EEG stream lost")
+    passes = acquisition.passes
+    wait_for(lambda: acquisition.passes > passes, "an acquisition pass after the loss")
 
 
 def test_killed_and_restarted_fast_replay_resumes_by_itself(short_dataset, unique_prefix):
-    config = AcquisitionConfig.for_replay(unique_prefix, resolve_timeout=10)
+    """The new replay starts its stream time at 0 when it is started, far behind the old one.
+
+    The old replay ran at 20x for 100 s of stream time (5 s of wall time): its last stamp is 95 s
+    ahead of the LSL clock when it is killed. The new one's first stamp is the LSL clock when it
+    starts (it waits for the acquisition to reconnect), so the timeline jumps back unless killing,
+    starting and reconnecting take 94 s.
+    """
+    config = AcquisitionConfig.for_replay(unique_prefix, resolve_timeout=PATIENCE)
     first = start_replay_process(short_dataset, unique_prefix, speed=20)
     second = None
     try:
         with Acquisition(config) as acquisition:
-            before = collect(acquisition, lambda w: len(w) >= 5, timeout=20)
-            assert len(before) >= 5
-            first.send_signal(signal.SIGKILL)
-            first.wait(10)
-            time.sleep(1.0)
+            before = collect(acquisition, lambda w: acquisition.eeg.health.samples >= 100 * 250)
+            assert acquisition.eeg.health.samples >= 100 * 250 and len(before) >= 5
+            kill_and_wait_for_loss(first, acquisition)
             lost = acquisition.health()["streams"]["eeg"]
-            assert not lost["connected"] and "lost" in lost["error"]
-            collect(acquisition, lambda w: False, timeout=0.3)  # drain
+            drain(acquisition)
             second = start_replay_process(short_dataset, unique_prefix, speed=20)
-            after = collect(acquisition, lambda w: len(w) >= 1, timeout=20)
+            after = collect(acquisition, lambda w: len(w) >= 1)
             health = acquisition.health()["streams"]["eeg"]
     finally:
         stop_processes(first, second)
+    assert not lost["connected"] and "lost" in lost["error"]
     assert after, "no window after the replay came back"
     assert after[0].quality.restarted and "stream restarted" in after[0].quality.problems
     assert health["connected"] and health["reconnects"] == 1 and health["restarts"] == 1
 
 
 def test_real_time_dropout_is_flagged_as_a_gap(short_dataset, unique_prefix):
+    """A replay killed and started again at real time: the stream clock goes on, with a hole.
+
+    The hole lasts from the last sample before the kill to the first after the restart, however
+    long the restart took; every window overlapping it reports exactly its overlap.
+    """
     window = WindowConfig(eeg_window=4.0, fmri_window=10.0, hop=0.5, max_fmri_wait=1.0)
-    config = AcquisitionConfig.for_replay(unique_prefix, resolve_timeout=10, window=window)
+    config = AcquisitionConfig.for_replay(unique_prefix, resolve_timeout=PATIENCE, window=window)
     first = start_replay_process(short_dataset, unique_prefix, speed=1)
     second = None
     try:
         with Acquisition(config) as acquisition:
-            before = collect(acquisition, lambda w: len(w) >= 2, timeout=20)
-            first.send_signal(signal.SIGKILL)
-            first.wait(10)
-            killed_at = time.monotonic()
+            before = collect(acquisition, lambda w: len(w) >= 2)
+            kill_and_wait_for_loss(first, acquisition)
+            last_before = acquisition.eeg.health.last_timestamp  # dejittered time of the last sample
+            period = acquisition.eeg.clock.period  # the fitted period the gap will be measured in
+            before += drain(acquisition)
             second = start_replay_process(short_dataset, unique_prefix, speed=1)
-            downtime = time.monotonic() - killed_at
-            after = collect(acquisition, lambda w: sum(x.quality.gaps > 0 for x in w) >= 3, timeout=20)
+
+            def past_the_gap(windows: list) -> bool:  # a flagged window, then a clean one
+                flagged = [i for i, w in enumerate(windows) if w.quality.gaps]
+                return bool(flagged) and any(not w.quality.gaps for w in windows[flagged[0] :])
+
+            after = collect(acquisition, past_the_gap)
             health = acquisition.health()["streams"]["eeg"]
     finally:
         stop_processes(first, second)
-    assert before and after
-    flagged = [w for w in after if w.quality.gaps]
-    assert flagged, "no window flagged the dropout"
-    # The window that holds most of the gap (a 4 s window holds at most 4 s of it).
-    widest = max(flagged, key=lambda w: w.quality.gap_seconds)
-    assert widest.quality.gap_seconds == pytest.approx(min(downtime, 4.0), abs=1.0)
-    assert any(problem.startswith("1 EEG gap") for problem in widest.quality.problems)
-    assert health["gaps"] == 1 and health["dropped_samples"] > 0 and health["reconnects"] == 1
+    sfreq = 250.0
+    assert len(before) >= 2 and past_the_gap(after), "the windows around the gap did not come"
+    assert all(not w.quality.gaps for w in before)
+    times = np.concatenate([w.eeg_times for w in after])
+    first_after = float(times[times > last_before].min())
+    hole = first_after - last_before
+    assert hole > window.gap_tolerance / sfreq
+    # The gap is measured to the raw stamp of the first sample after it; ``first_after`` is that
+    # sample's dejittered time. They differ by the offset of the line fitted to that first chunk,
+    # whose stamps the replay spaced exactly: far below SLACK (1 % of a sample period).
+    slack = 0.01 / sfreq
+    for w in after:
+        overlap = min(first_after, w.end) - max(last_before, w.start)
+        if abs(overlap) <= slack:
+            continue  # touches the hole: either reading is right
+        if overlap > 0:
+            assert w.quality.gaps == 1 and w.quality.gap_seconds == pytest.approx(overlap, abs=slack)
+            assert any(problem.startswith("1 EEG gap") for problem in w.quality.problems)
+        else:
+            assert w.quality.gaps == 0 and w.quality.gap_seconds == 0.0
+    assert health["gaps"] == 1 and health["reconnects"] == 1 and health["restarts"] == 0
+    # The samples the hole holds, in the period fitted before it (either neighbour within 1 % of a tie).
+    missing = hole / period - 1
+    assert health["dropped_samples"] in {math.floor(missing + 0.5 - 0.01), math.floor(missing + 0.5 + 0.01)}
 
 
 def test_async_iteration_and_a_consumer_that_never_reads(short_session, unique_prefix):
-    config = AcquisitionConfig.for_replay(unique_prefix, resolve_timeout=5, queue_size=3)
-    player = SessionPlayer(short_session, speed=40, prefix=unique_prefix, wait_for_consumers=10)
+    config = AcquisitionConfig.for_replay(unique_prefix, resolve_timeout=PATIENCE, queue_size=3)
+    player = SessionPlayer(short_session, speed=40, prefix=unique_prefix, wait_for_consumers=PATIENCE)
     with player, Acquisition(config) as acquisition:
-        assert player.wait(15)
-        time.sleep(0.5)  # nobody reads: acquisition goes on, the queue keeps the newest three
+        # Nobody reads: acquisition goes on, the queue keeps the newest three.
+        assert player.wait(PATIENCE) and player.error is None
+        wait_until_windowed(acquisition, whole_run(short_session))
         health = acquisition.health()
 
         async def take_three():
@@ -204,7 +369,7 @@ def test_async_iteration_and_a_consumer_that_never_reads(short_session, unique_p
                     return taken
             return taken
 
-        taken = asyncio.run(asyncio.wait_for(take_three(), timeout=5))
+        taken = asyncio.run(asyncio.wait_for(take_three(), timeout=PATIENCE))
     expected = expected_window_count(short_session, config.window)
     assert health["windows"]["emitted"] == expected
     assert health["windows"]["dropped"] == expected - 3
@@ -212,37 +377,33 @@ def test_async_iteration_and_a_consumer_that_never_reads(short_session, unique_p
 
 
 def test_a_backlog_pauses_pulls_briefly_and_loses_nothing(short_session, unique_prefix):
-    """While the consumer has BACKLOG_WINDOWS to take, pulls pause, never longer than BACKLOG_MAX_PAUSE."""
-    config = AcquisitionConfig.for_replay(unique_prefix, resolve_timeout=5, queue_size=64)
+    """While the consumer has BACKLOG_WINDOWS to take, pulls pause, but only for a while.
+
+    Nobody reads during the replay: the queue (64) takes every window of the run (44), so a
+    backlog forms once 8 are queued, after 45 s of the 123-s run. Pulls take at most 16 s of EEG
+    each, so the rest can only be pulled if pauses end although the backlog stays.
+    """
+    config = AcquisitionConfig.for_replay(unique_prefix, resolve_timeout=PATIENCE, queue_size=64)
     expected = expected_window_count(short_session, config.window)
-    player = SessionPlayer(short_session, speed=20, prefix=unique_prefix, wait_for_consumers=10)
+    assert BACKLOG_WINDOWS < expected <= config.queue_size
+    player = SessionPlayer(short_session, speed=20, prefix=unique_prefix, wait_for_consumers=PATIENCE)
     with player:
         acquisition = Acquisition(config).connect()  # streams open; nothing pulled yet
         try:
-            deadline = time.monotonic() + 5
-            while acquisition.eeg.samples_waiting() == 0 and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert acquisition.eeg.samples_waiting() > 0 and acquisition.eeg.health.samples == 0
+            wait_for(lambda: acquisition.eeg.samples_waiting() > 0, "EEG samples waiting in the inlet")
+            assert acquisition.eeg.health.samples == 0
             acquisition.start()
-            arrivals, seen, most_queued = [], 0, 0  # (time, samples) whenever the EEG sample count grew
-            while player.is_running:  # nobody reads meanwhile
-                samples = acquisition.eeg.health.samples
-                if samples != seen:
-                    arrivals.append(time.monotonic())
-                    seen = samples
-                most_queued = max(most_queued, len(acquisition.queue))
-                time.sleep(0.005)
-            windows = collect(acquisition, lambda w: len(w) >= expected, timeout=10)
-            deadline = time.monotonic() + 5  # the queue is empty now: the rest is pulled at once
-            while acquisition.eeg.health.samples < short_session.n_times and time.monotonic() < deadline:
-                time.sleep(0.01)
+            assert player.wait(PATIENCE) and player.error is None
+            wait_until_windowed(acquisition, whole_run(short_session))
+            queued = len(acquisition.queue)
+            pauses = acquisition.backlog_pauses, acquisition.backlog_pauses_ended_by_limit
+            windows = drain(acquisition)
             health = acquisition.health()
         finally:
             acquisition.stop()
-    assert most_queued >= BACKLOG_WINDOWS
-    intervals = np.diff(arrivals)
-    assert intervals.max() >= 0.8 * BACKLOG_MAX_PAUSE, "no pause happened although a backlog formed"
-    assert intervals.max() <= BACKLOG_MAX_PAUSE + 0.35, "a pause lasted far longer than its bound"
+    assert queued == expected
+    assert pauses[0] >= 1, "no pause although a backlog formed"
+    assert pauses[1] >= 1, "no pause ended at its limit although the backlog stayed"
     assert [w.index for w in windows] == list(range(expected))
     assert health["windows"]["dropped"] == 0
     eeg = health["streams"]["eeg"]
@@ -252,23 +413,40 @@ def test_a_backlog_pauses_pulls_briefly_and_loses_nothing(short_session, unique_
 
 def test_channel_count_or_rate_mismatch_is_refused_at_start(short_session, unique_prefix):
     with SessionPlayer(short_session, speed=1, prefix=unique_prefix):
-        config = AcquisitionConfig.for_replay(unique_prefix, resolve_timeout=5, expected_eeg_channels=32)
+        config = AcquisitionConfig.for_replay(
+            unique_prefix, resolve_timeout=PATIENCE, expected_eeg_channels=32
+        )
         with pytest.raises(StreamMismatchError, match=r"has 33 channels; the configuration expects 32"):
             Acquisition(config).start()
-        config = AcquisitionConfig.for_replay(unique_prefix, resolve_timeout=5, expected_eeg_rate=500)
+        config = AcquisitionConfig.for_replay(unique_prefix, resolve_timeout=PATIENCE, expected_eeg_rate=500)
         with pytest.raises(StreamMismatchError, match=r"sampled at 250 Hz; the configuration expects 500 Hz"):
             Acquisition(config).start()
 
 
 def test_missing_stream_error_lists_what_was_seen(short_session, unique_prefix):
-    with SessionPlayer(short_session, speed=1, prefix=unique_prefix):
-        config = AcquisitionConfig(
-            eeg=StreamQuery(name=f"{unique_prefix}-EEG"),
-            fmri=StreamQuery(name="no-such-fMRI"),
-            resolve_timeout=1.5,
-        )
-        with pytest.raises(StreamNotFoundError) as info:
-            Acquisition(config).start()
-    message = str(info.value)
-    assert "no LSL stream matching name='no-such-fMRI' within 1.5 s" in message
-    assert f"name='{unique_prefix}-fMRI' type='fMRI'" in message
+    """The error names the query and lists the streams that answered its last look-up.
+
+    Which streams answer a look-up of a second depends on the machine's load, so it is tried
+    again until this replay's three streams are listed; every try must raise a not-found error.
+    """
+    config = AcquisitionConfig(
+        eeg=StreamQuery(name=f"{unique_prefix}-EEG"),
+        fmri=StreamQuery(name="no-such-fMRI"),
+        resolve_timeout=1.5,
+    )
+    header = "no LSL stream matching name='no-such-fMRI' within 1.5 s. Streams seen:\n"
+    with SessionPlayer(short_session, speed=1, prefix=unique_prefix) as player:
+        listed = [
+            f"name='{s.name}' type='{s.stype}' source_id='{s.source_id}'" for s in player.streams.values()
+        ]
+        deadline = time.monotonic() + PATIENCE
+        while True:
+            with pytest.raises(StreamNotFoundError) as info:
+                Acquisition(config).start()
+            message = str(info.value)
+            complete = message.startswith(header) and all(line in message for line in listed)
+            if complete or time.monotonic() > deadline:
+                break
+    assert message.startswith(header), message
+    assert all(line in message for line in listed), message
+    assert "name='no-such-fMRI'" not in message.removeprefix(header)
