@@ -147,7 +147,9 @@ def test_fast_replay_gives_every_window_aligned_and_labelled(short_session, uniq
         windows += drain(acquisition)
         health = acquisition.health()
         triggers = received_trigger_stamps(acquisition)
+        markers = [stage for _, stage in acquisition.windower.truth.items()]
     assert [w.index for w in windows] == list(range(expected))
+    assert markers == list(short_session.scoring.stages)  # every scored epoch reached the windower
     assert len(triggers) == short_session.n_volumes
     sfreq = short_session.sfreq
     scoring = short_session.scoring
@@ -180,8 +182,9 @@ def test_fast_replay_gives_every_window_aligned_and_labelled(short_session, uniq
         known = [label is not None for label, _ in epoch]
         assert known == sorted(known), epoch
         assert all(label == stage for label, stage in epoch if label is not None), epoch
-    # Each epoch lasts 1.5 s of wall time at 20x: its marker arrives within it.
-    assert {w.stage for w in windows} - {None} == {"W", "N1", "unscored", "N3"}
+    # Which windows were cut before their epoch's marker arrived depends on the machine's load;
+    # that the markers all arrived, and that no window has a wrong stage, does not.
+    assert {w.stage for w in windows} - {None} <= {"W", "N1", "unscored", "N3"}
     eeg = health["streams"]["eeg"]
     # The fitted period of exactly spaced stamps; a clock-correction update of even 5 ms would move
     # it by less than 1e-4.
