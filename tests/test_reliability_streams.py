@@ -459,8 +459,14 @@ def test_eeg_rate_two_percent_fast(session, unique_prefix, bundle, tmp_path, rel
     received = [p["quality"]["eeg_received"] for p in run.predictions]
     assert min(received) >= round(fast.factor * session.sfreq * EEG_WINDOW) - 2
     for prediction in run.predictions:
-        assert prediction["quality"]["eeg_rate"] == pytest.approx(rate, rel=1e-3)
-        assert has_problem(prediction, "+2.0% off its nominal 250 Hz"), prediction["quality"]["problems"]
+        window_rate = prediction["quality"]["eeg_rate"]
+        assert window_rate == pytest.approx(rate, rel=1e-3)
+        # Each window states its own measured rate, which the clock sync moves by a few hundredths
+        # of a percent under load: about +2 %, far from the 1 % tolerance, in the window's message.
+        off = window_rate / session.sfreq - 1
+        assert off == pytest.approx(fast.factor - 1, abs=0.003), window_rate
+        message = f"EEG rate {window_rate:.2f} Hz, {off:+.1%} off its nominal 250 Hz"
+        assert has_problem(prediction, message), prediction["quality"]["problems"]
         assert prediction["quality"]["usable"]
     reliability(
         AREA,
