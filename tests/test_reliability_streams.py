@@ -467,7 +467,11 @@ def test_eeg_rate_two_percent_fast(session, unique_prefix, bundle, tmp_path, rel
         assert off == pytest.approx(fast.factor - 1, abs=0.003), window_rate
         message = f"EEG rate {window_rate:.2f} Hz, {off:+.1%} off its nominal 250 Hz"
         assert has_problem(prediction, message), prediction["quality"]["problems"]
-        assert prediction["quality"]["usable"]
+        # The rate error alone never makes a window unusable. (On a loaded machine a window may
+        # also be cut before a late volume, which its own problems then name.)
+        others = [problem for problem in prediction["quality"]["problems"] if problem != message]
+        others += prediction["quality"]["feature_problems"]
+        assert prediction["quality"]["usable"] or others, (prediction["window"], prediction["quality"])
     reliability(
         AREA,
         "EEG rate 2 % above its nominal rate",
