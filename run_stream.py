@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    from cli.settings import SettingsError, load_settings
-    from stream.lsl_safety import use_project_lsl_config
+    from core.lsl_safety import use_project_lsl_config
+    from pipeline.settings import SettingsError, load_settings
 
     args = build_parser().parse_args(argv)
     try:

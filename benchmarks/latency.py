@@ -56,7 +56,7 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from stream.lsl_safety import use_project_lsl_config  # noqa: E402
+from core.lsl_safety import use_project_lsl_config  # noqa: E402
 
 use_project_lsl_config()
 
@@ -67,15 +67,15 @@ import simulators.replay  # noqa: E402
 from benchmarks.options import add_model_options  # noqa: E402
 from model.bundle import load_bundle  # noqa: E402
 from model.inference import Predictor  # noqa: E402
+from pipeline.lsl_output import PredictionOutlet  # noqa: E402
+from pipeline.pipeline import Pipeline  # noqa: E402
+from pipeline.recorder import SessionRecorder  # noqa: E402
+from recordings.session import read_session  # noqa: E402
 from simulators.replay import SessionPlayer  # noqa: E402
-from simulators.session import read_session  # noqa: E402
 from simulators.surrogate import BUNDLED_SUBJECT, DEMO_RUN, bundled_surrogate  # noqa: E402
 from stream.acquisition import Acquisition  # noqa: E402
 from stream.config import AcquisitionConfig  # noqa: E402
-from stream.pipeline import Pipeline  # noqa: E402
-from stream.recorder import SessionRecorder  # noqa: E402
 from viewer.app import ServerState  # noqa: E402
-from viewer.lsl_output import PredictionOutlet  # noqa: E402
 from viewer.server import LiveServer  # noqa: E402
 
 GOAL_P99_MS = 20.0

@@ -23,12 +23,12 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from stream.lsl_safety import use_project_lsl_config  # noqa: E402
+from core.lsl_safety import use_project_lsl_config  # noqa: E402
 
 use_project_lsl_config()
 
+from recordings.session import read_session  # noqa: E402
 from simulators.replay import SessionPlayer  # noqa: E402
-from simulators.session import read_session  # noqa: E402
 from simulators.surrogate import BUNDLED_SUBJECT, bundled_surrogate  # noqa: E402
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from stream.lsl_safety import use_project_lsl_config  # noqa: E402
+from core.lsl_safety import use_project_lsl_config  # noqa: E402
 
 use_project_lsl_config()
 

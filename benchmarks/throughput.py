@@ -34,7 +34,7 @@ and every other figure is that of the run of median wall time. Three readings:
   model + the Prediction), the processing alone.
 
 The offline reference computes the same windows with
-``features.offline.extract_session`` (same windower and extractor, no LSL) and
+``pipeline.offline.extract_session`` (same windower and extractor, no LSL) and
 then the live ``Predictor`` on every window, in the main thread.
 
 ``--same-process`` runs the replay and the client in threads of this process
@@ -70,7 +70,7 @@ from pathlib import Path  # noqa: E402
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from stream.lsl_safety import use_project_lsl_config  # noqa: E402
+from core.lsl_safety import use_project_lsl_config  # noqa: E402
 
 use_project_lsl_config()
 
@@ -82,18 +82,18 @@ from websockets.sync.client import connect  # noqa: E402
 import stream.acquisition  # noqa: E402
 from benchmarks.options import add_model_options  # noqa: E402
 from features.names import FEATURE_NAMES  # noqa: E402
-from features.offline import extract_session  # noqa: E402
 from model.bundle import load_bundle  # noqa: E402
 from model.inference import Predictor  # noqa: E402
+from pipeline.lsl_output import PredictionOutlet  # noqa: E402
+from pipeline.offline import extract_session  # noqa: E402
+from pipeline.pipeline import Pipeline  # noqa: E402
+from pipeline.recorder import SessionRecorder  # noqa: E402
+from recordings.session import read_session  # noqa: E402
 from simulators.replay import SessionPlayer  # noqa: E402
-from simulators.session import read_session  # noqa: E402
 from simulators.surrogate import BUNDLED_SUBJECT, DEMO_RUN, bundled_surrogate  # noqa: E402
 from stream.acquisition import Acquisition  # noqa: E402
 from stream.config import AcquisitionConfig  # noqa: E402
-from stream.pipeline import Pipeline  # noqa: E402
-from stream.recorder import SessionRecorder  # noqa: E402
 from viewer.app import ServerState  # noqa: E402
-from viewer.lsl_output import PredictionOutlet  # noqa: E402
 from viewer.server import LiveServer  # noqa: E402
 
 IMPORTED = time.perf_counter()

@@ -20,7 +20,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the settings."""
-    from cli.settings import to_toml
+    from pipeline.settings import to_toml
 
     print(to_toml(args.settings), end="", flush=True)
     return 0

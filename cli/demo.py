@@ -29,8 +29,8 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Replay the bundled session and run the pipeline on it until Ctrl-C."""
     from cli.session_runner import run_session
+    from recordings.session import read_session
     from simulators.replay import SessionPlayer
-    from simulators.session import read_session
     from simulators.surrogate import BUNDLED_SUBJECT, DEMO_RUN, bundled_surrogate
     from stream.config import AcquisitionConfig
 

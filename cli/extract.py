@@ -36,8 +36,8 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Extract and write the table."""
-    from features.offline import extract_dataset, write_table
-    from simulators.bids import list_runs, normalise_subject, parse_run
+    from pipeline.offline import extract_dataset, write_table
+    from recordings.bids import list_runs, normalise_subject, parse_run
     from simulators.surrogate import BUNDLED_RUNS, bundled_surrogate
 
     output = Path(args.output)

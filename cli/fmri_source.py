@@ -1,6 +1,6 @@
 """``run_stream.py fmri-source``: publish a scanner's real-time export folder as the fMRI LSL stream.
 
-The work is done by :mod:`stream.fmri_source`; this module only parses the
+The work is done by :mod:`scanner.source`; this module only parses the
 command line, prints progress and stops cleanly on Ctrl-C or SIGTERM.
 """
 
@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from cli.common import existing_folder
-from stream.lsl_safety import use_project_lsl_config
+from core.lsl_safety import use_project_lsl_config
 
 DESCRIPTION = """\
 The scanner side of live fMRI. Watches DIR, where the scanner's real-time export writes one volume
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         0 after a clean stop, 1 if the session could not be set up, 2 for a bad argument.
     """
     use_project_lsl_config(getattr(args, "lsl_config", None))  # before anything imports pylsl
-    from stream.fmri_source import FmriSource, FmriSourceError, SourceConfig
+    from scanner.source import FmriSource, FmriSourceError, SourceConfig
 
     logging.basicConfig(
         level=logging.INFO, format="fmri-source: %(levelname)s: %(message)s", stream=sys.stderr

@@ -42,7 +42,7 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the pipeline on the named streams until Ctrl-C."""
     from cli.session_runner import run_session
-    from cli.settings import SettingsError
+    from pipeline.settings import SettingsError
 
     try:
         settings = apply_pipeline_options(args).replace(

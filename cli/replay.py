@@ -59,7 +59,7 @@ def add_parser(commands) -> None:
 
 def load_session(args: argparse.Namespace):
     """The session named by ``--session``, ``--subject`` and ``--run``."""
-    from simulators.session import read_session
+    from recordings.session import read_session
     from simulators.surrogate import BUNDLED_SUBJECT, bundled_surrogate
 
     if args.session == "surrogate":

@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Callable
 
-from cli.settings import Settings
+from pipeline.settings import Settings
 from stream.config import AcquisitionConfig
 
 
@@ -88,73 +88,51 @@ def run_session(
     status : int
         0 after a clean stop; 2 when a stream cannot be found or does not match.
     """
-    from features.extractor import FeatureExtractor
-    from model.bundle import load_bundle
-    from model.inference import Predictor
-    from stream.acquisition import Acquisition
+    from pipeline.factory import build_pipeline
     from stream.discovery import StreamMismatchError, StreamNotFoundError
-    from stream.pipeline import Pipeline
-    from stream.recorder import SessionRecorder
     from viewer.app import ServerState
-    from viewer.lsl_output import PredictionOutlet
     from viewer.server import LiveServer
 
     server = settings.server
     token = checked_server_token(settings)
-    bundle = load_bundle(settings.model.bundle_path)
-    predictor = Predictor(bundle, backend=settings.model.backend)
-    config = settings.as_dict()
-    acquisition = Acquisition(acquisition_config)
-    queries = ", ".join(f"{r.kind}: {r.query.describe()}" for r in acquisition.readers)
+    queries = ", ".join(f"{kind}: {query.describe()}" for kind, query in acquisition_config.queries().items())
     print(
         f"Looking for the streams ({queries}), up to {acquisition_config.resolve_timeout:g} s...", flush=True
     )
     try:
-        acquisition.start()
+        live = build_pipeline(
+            settings, acquisition_config, name=name, session_info=session_info, outlet_prefix=outlet_prefix
+        )
     except (StreamNotFoundError, StreamMismatchError) as err:
         print(f"error: {err}", flush=True)
         return 2
-    outlet = None
-    try:
-        pipeline = Pipeline(acquisition, predictor, FeatureExtractor(settings.features))
-        outlet = PredictionOutlet(bundle.label_names, prefix=outlet_prefix)
-        pipeline.add_sink(outlet)
-        recorder = None
-        if settings.recording.enabled:
-            recorder = SessionRecorder(
-                settings.recording.directory,
-                name,
-                {"session": session_info, "configuration": config, "model": bundle.identity},
-                fsync=settings.recording.fsync,
-            )
-            pipeline.add_sink(recorder)
-            print(f"Recording the session in {recorder.folder}", flush=True)
-        pipeline.add_sink(print_prediction)
+    with live:
+        if live.recorder is not None:
+            print(f"Recording the session in {live.recorder.folder}", flush=True)
+        live.pipeline.add_sink(print_prediction)
         state = ServerState(
-            pipeline=pipeline,
-            bundle=bundle,
-            config=config,
+            pipeline=live.pipeline,
+            bundle=live.bundle,
+            config=settings.as_dict(),
             session=session_info,
             token=token,
             analysis_limits=analysis_limits(settings),
         )
-        print(f"Predictions on LSL: {outlet.names[0]}, {outlet.names[1]}", flush=True)
-        with LiveServer(state, host=server.host, port=server.port) as live:
+        if live.outlet is not None:
+            print(f"Predictions on LSL: {live.outlet.names[0]}, {live.outlet.names[1]}", flush=True)
+        with LiveServer(state, host=server.host, port=server.port) as served:
             print(
-                f"Viewer: {live.url}/  (analysis page {live.url}/analysis, websocket ws://{live.host}:"
-                f"{live.port}/ws, REST {live.url}/api/status, API docs {live.url}/docs)",
+                f"Viewer: {served.url}/  (analysis page {served.url}/analysis, websocket ws://{served.host}:"
+                f"{served.port}/ws, REST {served.url}/api/status, API docs {served.url}/docs)",
                 flush=True,
             )
             print("The first prediction comes after 30 s of stream time. Ctrl-C to stop.", flush=True)
             try:
-                while keep_going() and live.error is None:
+                while keep_going() and served.error is None:
                     time.sleep(0.2)
             except KeyboardInterrupt:
                 print("Stopping.", flush=True)
-        if recorder is not None:
-            print(f"Session recorded in {recorder.close()}", flush=True)
-    finally:
-        if outlet is not None:
-            outlet.close()
-        acquisition.stop()
+        folder = live.close()
+        if folder is not None:
+            print(f"Session recorded in {folder}", flush=True)
     return 0

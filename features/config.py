@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.windows import MIN_FMRI_VOLUMES
+
 POWER_SCALES = ("absolute", "log", "relative")
 COHERENCE_METHODS = ("msc", "pearson")
 REFERENCES = ("recorded", "average")
@@ -47,7 +49,8 @@ class FeatureConfig:
     alff_band : tuple of float
         ALFF frequency band in Hz (Zang et al. 2007: 0.01-0.1 Hz as asked here).
     min_fmri_volumes : int
-        Fewer volumes than this in the fMRI window give no fMRI features (NaN).
+        Fewer volumes than this in the fMRI window give no fMRI features (NaN); at least
+        :data:`core.windows.MIN_FMRI_VOLUMES`, below which a window is not usable.
     """
 
     bands: dict[str, tuple[float, float]] = field(default_factory=_default_bands)
@@ -58,7 +61,7 @@ class FeatureConfig:
     coherence: str = "msc"
     reference: str = "recorded"
     alff_band: tuple[float, float] = (0.01, 0.1)
-    min_fmri_volumes: int = 8
+    min_fmri_volumes: int = MIN_FMRI_VOLUMES
 
     def __post_init__(self) -> None:
         if tuple(self.bands) != ("delta", "theta", "alpha", "beta", "gamma"):
@@ -81,8 +84,10 @@ class FeatureConfig:
             raise ValueError(f"spectrum_range {self.spectrum_range} is not an interval")
         if not 0 <= self.alff_band[0] < self.alff_band[1]:
             raise ValueError(f"alff_band {self.alff_band} is not an interval")
-        if self.min_fmri_volumes < 3:
-            raise ValueError("min_fmri_volumes must be >= 3")
+        if self.min_fmri_volumes < MIN_FMRI_VOLUMES:
+            raise ValueError(
+                f"min_fmri_volumes must be >= {MIN_FMRI_VOLUMES} (a window with fewer is not usable)"
+            )
 
     @property
     def frequency_span(self) -> tuple[float, float]:

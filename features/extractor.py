@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.windows import Window
 from features.config import FeatureConfig
 from features.eeg import (
     IncrementalWelch,
@@ -17,7 +18,6 @@ from features.eeg import (
 )
 from features.fmri import fmri_features
 from features.names import FEATURE_NAMES
-from stream.windower import Window
 
 ALFF_MIN_SECONDS = 100.0
 

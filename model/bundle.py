@@ -23,6 +23,8 @@ from model.dataset import Scaler
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.keras"
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_bundle"
+"""The shipped bundle, trained on surrogate sessions (see its README)."""
 META_FILE = "bundle.json"
 
 

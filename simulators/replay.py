@@ -1,4 +1,4 @@
-"""Replay a :class:`~simulators.session.Session` as LSL streams.
+"""Replay a :class:`~recordings.session.Session` as LSL streams.
 
 Four outlets, named ``<prefix>-EEG``, ``<prefix>-fMRI``, ``<prefix>-Triggers``
 and (optionally) ``<prefix>-Truth``, each with a unique source_id:
@@ -32,13 +32,13 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+from core.layouts import VOLUME_TRIGGER, fmri_stream_info, new_identity
+from core.stages import EPOCH_SECONDS
+from recordings.session import Session
 from simulators.faults import Fault, FaultSchedule
-from simulators.scoring import EPOCH_SECONDS
-from simulators.session import Session
 
 # The replay wakes when the next EEG sample falls due (every sample period at real time), but at most
 # every MIN_TICK_SECONDS and at least every MAX_TICK_SECONDS: samples leave within a millisecond or
@@ -46,15 +46,6 @@ from simulators.session import Session
 MIN_TICK_SECONDS = 0.001
 MAX_TICK_SECONDS = 0.02
 MAX_CHUNK_SAMPLES = 4096
-
-
-@dataclass(frozen=True)
-class StreamIdentity:
-    """Name, type and source_id of one replayed stream."""
-
-    name: str
-    stype: str
-    source_id: str
 
 
 class SessionPlayer:
@@ -141,13 +132,8 @@ class SessionPlayer:
         # EEG samples per second of replay time (the nominal rate unless the amplifier's clock is off).
         self._eeg_rate = session.sfreq * self.faults.rate_factor
         token = uuid.uuid4().hex[:8]
-        kinds = [("EEG", "EEG"), ("fMRI", "fMRI"), ("Triggers", "Markers")]
-        if with_truth:
-            kinds.append(("Truth", "Markers"))
-        self.streams = {
-            kind: StreamIdentity(f"{self.prefix}-{kind}", stype, f"{self.prefix}-{kind}-{token}")
-            for kind, stype in kinds
-        }
+        kinds = ["EEG", "fMRI", "Triggers", *(["Truth"] if with_truth else [])]
+        self.streams = {kind: new_identity(self.prefix, kind, token) for kind in kinds}
         self._outlets: dict = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -202,26 +188,17 @@ class SessionPlayer:
         if math.isinf(self.speed):
             buffered = int(session.duration) + 60
         self._buffered = buffered
-        n_regions = session.parcellation.n_regions
-        fmri = pylsl.StreamInfo(
-            self.streams["fMRI"].name,
-            "fMRI",
-            1 + n_regions,
-            1.0 / session.tr,
-            "float32",
-            self.streams["fMRI"].source_id,
+        fmri = fmri_stream_info(
+            self.streams["fMRI"],
+            session.parcellation.names,
+            session.tr,
+            {
+                **self._session_description(),
+                "regions": session.parcellation.description,
+                "delivery_lag": f"{self.fmri_lag:g}",
+            },
         )
-        fmri.set_channel_labels(["volume", *session.parcellation.names])
-        fmri.set_channel_types(["index"] + ["bold"] * n_regions)
-        fmri.set_channel_units(["none"] + ["a.u."] * n_regions)
-        self._describe(
-            fmri,
-            tr=f"{session.tr:g}",
-            regions=session.parcellation.description,
-            delivery_lag=f"{self.fmri_lag:g}",
-        )
-
-        triggers = self._marker_info("Triggers", markers="R128 = fMRI volume acquisition")
+        triggers = self._marker_info("Triggers", markers=f"{VOLUME_TRIGGER} = fMRI volume acquisition")
         outlets = {
             "EEG": self._eeg_outlet(),
             "fMRI": pylsl.StreamOutlet(fmri, max_buffered=buffered),
@@ -264,16 +241,18 @@ class SessionPlayer:
         self._describe(info, **extra)
         return info
 
-    def _describe(self, info, **extra: str) -> None:
+    def _session_description(self) -> dict[str, str]:
         session = self.session
+        return {
+            "subject": session.subject,
+            "task": session.task,
+            "run": str(session.run),
+            "speed": f"{self.speed:g}",
+        }
+
+    def _describe(self, info, **extra: str) -> None:
         desc = info.desc().append_child("session")
-        for key, value in (
-            ("subject", session.subject),
-            ("task", session.task),
-            ("run", str(session.run)),
-            ("speed", f"{self.speed:g}"),
-            *extra.items(),
-        ):
+        for key, value in {**self._session_description(), **extra}.items():
             desc.append_child_value(key, value)
 
     # -- replay loop -------------------------------------------------------
@@ -389,7 +368,7 @@ class SessionPlayer:
         events: list[tuple[float, float, str, object]] = []
         errors = np.random.default_rng(volume_offset).normal(0.0, self.fmri_stamp_error, session.n_volumes)
         for index, acquired in enumerate(session.volume_times):
-            events.append((acquired, acquired, "Triggers", "R128"))
+            events.append((acquired, acquired, "Triggers", VOLUME_TRIGGER))
             sample = np.concatenate([[volume_offset + index], session.roi_means[index]]).astype(np.float32)
             events.append((acquired + self.fmri_lag, acquired + errors[index], "fMRI", sample))
         if self.with_truth:

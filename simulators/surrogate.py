@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from simulators.bids import RunPaths, normalise_subject, parse_run
-from simulators.montage import CHANNEL_TYPES, CHANNELS, REFERENCE, SAMPLE_INDEX_CHANNEL
-from simulators.scoring import EPOCH_SECONDS, read_scoring
+from core.stages import EPOCH_SECONDS
+from recordings.bids import RunPaths, normalise_subject, parse_run
+from recordings.montage import CHANNEL_TYPES, CHANNELS, REFERENCE, SAMPLE_INDEX_CHANNEL
+from recordings.scoring import read_scoring
 from simulators.surrogate_bold import VOXEL_SIZE_MM, synthesize_bold
 from simulators.surrogate_eeg import STAGE_ORDER, synthesize_eeg
 
@@ -220,7 +221,7 @@ def bundled_surrogate(
     Returns
     -------
     root : Path
-        Dataset folder to pass to :func:`simulators.session.read_session`.
+        Dataset folder to pass to :func:`recordings.session.read_session`.
     """
     base = Path(data_dir) if data_dir else default_data_dir()
     root = base / f"surrogate-v{GENERATOR_VERSION}-sub{BUNDLED_SUBJECT}-{sfreq:g}Hz"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulators.fmri_metrics import Parcellation, grid_parcellation
+from recordings.regions import Parcellation, grid_parcellation
 from simulators.surrogate_eeg import band_noise, stage_envelope
 
 VOLUME_SHAPE = (24, 28, 20)

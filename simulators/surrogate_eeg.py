@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulators.montage import EEG_CHANNELS
+from recordings.montage import EEG_CHANNELS
 
 STAGE_ORDER = ("W", "N1", "N2", "N3")
 
@@ -218,7 +218,7 @@ def synthesize_eeg(stage_per_sample: np.ndarray, sfreq: float, rng: np.random.Ge
     -------
     data : np.ndarray of float64, shape (32, n_times)
         30 EEG channels, EOG and ECG, in microvolts, in
-        :data:`simulators.montage.CHANNELS` order.
+        :data:`recordings.montage.CHANNELS` order.
     """
     n_times = stage_per_sample.size
     positions = electrode_positions()

@@ -17,12 +17,14 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
+from core.layouts import fmri_layout
+from core.windows import Window
 from stream.config import AcquisitionConfig
 from stream.dejitter import ClockUpdate
 from stream.discovery import find_stream
 from stream.readers import EegReader, FmriReader, MarkerReader, StreamReader, decode_markers
 from stream.window_queue import QueueClosedError, WindowQueue
-from stream.windower import MultiRateWindower, Window
+from stream.windower import MultiRateWindower
 
 logger = logging.getLogger(__name__)
 IDLE_SLEEP = 0.002
@@ -172,20 +174,13 @@ class Acquisition:
         ch_names = info.get_channel_labels() or [f"ch{i + 1}" for i in range(info.channel_count())]
         ch_types = info.get_channel_types() or ["eeg"] * info.channel_count()
         ch_types = [t.lower() if t else "eeg" for t in ch_types]
-        fmri = self.fmri.info
-        labels = fmri.get_channel_labels() or ["volume"] + [
-            f"region{i}" for i in range(1, fmri.channel_count())
-        ]
-        tr = 1.0 / fmri.nominal_srate()
-        declared = fmri.desc().child("session").child_value("tr")
-        if declared:
-            tr = float(declared)
+        region_names, tr = fmri_layout(self.fmri.info)
         return MultiRateWindower(
             self.config.window,
             info.nominal_srate(),
             ch_names,
             ch_types,
-            labels[1:],
+            region_names,
             tr,
             use_triggers=self.triggers is not None,
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from core.layouts import VOLUME_TRIGGER, stream_name
+
 
 @dataclass(frozen=True)
 class StreamQuery:
@@ -107,7 +109,7 @@ class WindowConfig:
     gap_tolerance: float = 2.5
     backward_jump_reset: float = 1.0
     buffer_margin: float = 10.0
-    trigger_marker: str = "R128"
+    trigger_marker: str = VOLUME_TRIGGER
     highpass_hz: float | None = None
 
     def __post_init__(self) -> None:
@@ -187,13 +189,18 @@ class AcquisitionConfig:
         if self.queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {self.queue_size}")
 
+    def queries(self) -> dict[str, StreamQuery]:
+        """The query of every stream to consume, by kind (``eeg``, ``fmri``, ``triggers``, ``truth``)."""
+        given = {"eeg": self.eeg, "fmri": self.fmri, "triggers": self.triggers, "truth": self.truth}
+        return {kind: query for kind, query in given.items() if query is not None}
+
     @classmethod
     def for_replay(cls, prefix: str, *, with_truth: bool = False, **kwargs) -> AcquisitionConfig:
         """Queries for the four streams of a :class:`simulators.replay.SessionPlayer`."""
         return cls(
-            eeg=StreamQuery(name=f"{prefix}-EEG"),
-            fmri=StreamQuery(name=f"{prefix}-fMRI"),
-            triggers=StreamQuery(name=f"{prefix}-Triggers"),
-            truth=StreamQuery(name=f"{prefix}-Truth") if with_truth else None,
+            eeg=StreamQuery(name=stream_name(prefix, "EEG")),
+            fmri=StreamQuery(name=stream_name(prefix, "fMRI")),
+            triggers=StreamQuery(name=stream_name(prefix, "Triggers")),
+            truth=StreamQuery(name=stream_name(prefix, "Truth")) if with_truth else None,
             **kwargs,
         )

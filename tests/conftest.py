@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream.lsl_safety import PROJECT_LSL_CONFIG, use_project_lsl_config
+from core.lsl_safety import PROJECT_LSL_CONFIG, use_project_lsl_config
 
 # Always the loopback configuration, even when a lab's LSLAPICFG is exported: test streams never go
 # onto a lab network.

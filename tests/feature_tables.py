@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from features.names import FEATURE_NAMES
-from simulators.scoring import read_scoring
+from recordings.scoring import read_scoring
 from simulators.surrogate import SHIPPED_DATASET
 
 # Mean of each feature per stage (delta, theta, alpha, beta, gamma, entropy, coherence, BOLD mean,

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recordings.session import read_session
 from simulators.replay import SessionPlayer
-from simulators.session import read_session
 from stream.acquisition import BACKLOG_WINDOWS, Acquisition
 from stream.config import AcquisitionConfig, StreamQuery, WindowConfig
 from stream.discovery import StreamMismatchError, StreamNotFoundError

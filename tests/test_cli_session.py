@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from websockets.sync.client import connect
 
-from simulators.scoring import UNSCORED
-from stream.recorder import read_predictions
+from pipeline.recorder import read_predictions
+from recordings.scoring import UNSCORED
 from tests.cli import PROJECT, CliProcess, run_cli
 from viewer.server import free_port
 

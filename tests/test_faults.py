@@ -98,8 +98,8 @@ def test_descriptions():
 
 
 def test_a_player_refuses_faults_it_cannot_replay(short_dataset):
+    from recordings.session import read_session
     from simulators.replay import SessionPlayer
-    from simulators.session import read_session
 
     session = read_session(short_dataset, "99", "sleep-1")
     with pytest.raises(ValueError, match="faults need a finite speed"):

@@ -15,9 +15,9 @@ from features.eeg import IncrementalWelch, pair_layout
 from features.extractor import FeatureExtractor
 from features.fmri import fmri_features
 from features.names import FEATURE_NAMES
-from features.offline import session_windows
-from simulators.fmri_metrics import grid_parcellation, region_means
-from simulators.session import read_session
+from pipeline.offline import session_windows
+from recordings.regions import grid_parcellation, region_means
+from recordings.session import read_session
 
 HAXBY = Path(__file__).parent / "data" / "haxby2001"
 RTOL = 1e-6

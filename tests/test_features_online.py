@@ -10,10 +10,10 @@ import pytest
 
 from features.extractor import FeatureExtractor
 from features.names import FEATURE_NAMES
-from features.offline import extract_session, window_record
-from simulators.montage import SAMPLE_INDEX_CHANNEL
+from pipeline.offline import extract_session, window_record
+from recordings.montage import SAMPLE_INDEX_CHANNEL
+from recordings.session import read_session
 from simulators.replay import SessionPlayer
-from simulators.session import read_session
 from stream.acquisition import Acquisition
 from stream.config import AcquisitionConfig, WindowConfig
 

@@ -15,9 +15,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from pipeline.feed import Broadcaster
 from tests.sessions import live_session
 from viewer.app import ServerState
-from viewer.feed import Broadcaster
 from viewer.server import LiveServer
 
 pytestmark = pytest.mark.lsl
@@ -63,7 +63,7 @@ def receive_until(ws, predicate, timeout: float) -> list[dict]:
 
 
 def test_predictions_reach_every_healthy_client_and_match_the_schemas(short_dataset, unique_prefix, bundle):
-    player, acquisition, state = live_session(short_dataset, unique_prefix, bundle, speed=10)
+    player, live, state = live_session(short_dataset, unique_prefix, bundle, speed=10)
     try:
         with LiveServer(state) as server:
             base = f"ws://127.0.0.1:{server.port}/ws"
@@ -80,7 +80,7 @@ def test_predictions_reach_every_healthy_client_and_match_the_schemas(short_data
             assert get_json(f"{server.url}/healthz") == {"ok": True}
             openapi = get_json(f"{server.url}/openapi.json")
     finally:
-        acquisition.stop()
+        live.close()
         player.stop()
     for messages in got:
         predictions = [m for m in messages if m["type"] == "prediction"][:expected]
@@ -101,7 +101,7 @@ def test_predictions_reach_every_healthy_client_and_match_the_schemas(short_data
 def test_token_is_required_beyond_loopback_and_checked_when_set(short_dataset, unique_prefix, bundle):
     with pytest.raises(ValueError, match="requires a token"):
         LiveServer(ServerState(), host="0.0.0.0")
-    player, acquisition, state = live_session(short_dataset, unique_prefix, bundle, token="s3cret-token")
+    player, live, state = live_session(short_dataset, unique_prefix, bundle, token="s3cret-token")
     try:
         with LiveServer(state) as server:
             with pytest.raises(urllib.error.HTTPError) as refused:
@@ -114,12 +114,12 @@ def test_token_is_required_beyond_loopback_and_checked_when_set(short_dataset, u
             with open_ws(f"ws://127.0.0.1:{server.port}/ws?token=s3cret-token") as ws:
                 assert json.loads(ws.recv(timeout=REPLY_SECONDS))["event"] == "connected"
     finally:
-        acquisition.stop()
+        live.close()
         player.stop()
 
 
 def test_bad_client_messages_get_errors_and_the_connection_survives(short_dataset, unique_prefix, bundle):
-    player, acquisition, state = live_session(short_dataset, unique_prefix, bundle)
+    player, live, state = live_session(short_dataset, unique_prefix, bundle)
     try:
         with LiveServer(state) as server, open_ws(f"ws://127.0.0.1:{server.port}/ws?types=session") as ws:
             assert json.loads(ws.recv(timeout=REPLY_SECONDS))["event"] == "connected"
@@ -134,7 +134,7 @@ def test_bad_client_messages_get_errors_and_the_connection_survives(short_datase
         with LiveServer(state) as server, open_ws(f"ws://127.0.0.1:{server.port}/ws?types=gossip") as ws:
             assert "unknown message type" in json.loads(ws.recv(timeout=REPLY_SECONDS))["error"]
     finally:
-        acquisition.stop()
+        live.close()
         player.stop()
 
 
@@ -179,9 +179,9 @@ def pull_count(inlet, count: int, timeout: float) -> tuple[list, list]:
 def test_predictions_are_published_on_lsl_for_labrecorder(short_dataset, unique_prefix, bundle):
     import pylsl
 
-    from viewer.lsl_output import PredictionOutlet
+    from pipeline.lsl_output import PredictionOutlet
 
-    player, acquisition, state = live_session(short_dataset, unique_prefix, bundle)
+    player, live, state = live_session(short_dataset, unique_prefix, bundle)
     outlet = PredictionOutlet(bundle.label_names, prefix=f"{unique_prefix}-out")
     state.pipeline.add_sink(outlet)
     inlets = []
@@ -196,7 +196,7 @@ def test_predictions_are_published_on_lsl_for_labrecorder(short_dataset, unique_
         with LiveServer(state):
             wait_until(lambda: state.pipeline.predictions >= 45, RUN_SECONDS, "45 predictions")
             # No more windows: the pipeline predicts those still queued, pushes them, and ends.
-            acquisition.stop()
+            live.close()
             wait_until(lambda: not state.pipeline.running, REPLY_SECONDS, "the pipeline to end")
             history = list(state.pipeline.history)
             probabilities, stamps = pull_count(inlets[0], len(history), REPLY_SECONDS)
@@ -204,7 +204,7 @@ def test_predictions_are_published_on_lsl_for_labrecorder(short_dataset, unique_
             # Nothing beyond one sample per prediction has arrived (a sample pushed twice would).
             assert inlets[0].samples_available() == inlets[1].samples_available() == 0
     finally:
-        acquisition.stop()
+        live.close()
         player.stop()
     assert len(history) >= 45 and [p.window for p in history] == list(range(len(history)))
     assert inlets[0].info().get_channel_labels() == ["wake", "sleep"]

@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from simulators.fmri_metrics import (
+from recordings.regions import (
     atlas_parcellation,
     compute_epi_mask,
     grid_parcellation,

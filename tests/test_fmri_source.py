@@ -21,8 +21,8 @@ import numpy as np
 import pylsl
 import pytest
 
-from simulators.fmri_metrics import compute_epi_mask, grid_parcellation, region_means
-from stream.fmri_source import (
+from recordings.regions import compute_epi_mask, grid_parcellation, region_means
+from scanner.source import (
     FmriSource,
     FmriSourceError,
     IncompleteVolumeError,
@@ -401,7 +401,7 @@ def test_half_written_truncated_and_wrong_shape_volumes_never_stop_the_stream(
         clock.now += after
         return source.step()
 
-    caplog.set_level(logging.ERROR, logger="stream.fmri_source")
+    caplog.set_level(logging.ERROR, logger="scanner.source")
     with source:
         (tmp_path / "v01.nii").write_bytes(payloads[0])
         assert look() == 0  # seen, not settled yet (no later file)
@@ -510,8 +510,8 @@ def test_cli_refuses_a_missing_folder_and_a_bad_tr(tmp_path):
 def test_acquisition_consumes_the_source_with_a_replayed_eeg_stream(
     tmp_path, haxby, short_dataset, unique_prefix
 ):
+    from recordings.session import read_session
     from simulators.replay import SessionPlayer
-    from simulators.session import read_session
     from stream.acquisition import Acquisition
     from stream.config import AcquisitionConfig, StreamQuery, WindowConfig
 

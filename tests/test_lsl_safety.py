@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.lsl_safety import PROJECT_LSL_CONFIG, use_project_lsl_config
+from core.lsl_safety import PROJECT_LSL_CONFIG, use_project_lsl_config
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -158,8 +158,8 @@ def test_explicit_lab_config_wins_and_missing_files_are_refused(lab_config, tmp_
 def test_resolve_sockets_are_bound_to_loopback_only(short_dataset, unique_prefix):
     import pylsl
 
+    from recordings.session import read_session
     from simulators.replay import SessionPlayer
-    from simulators.session import read_session
 
     session = read_session(short_dataset, "99", "rest-1")
     with SessionPlayer(session, prefix=unique_prefix) as player:

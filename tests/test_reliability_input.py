@@ -40,11 +40,12 @@ from hypothesis.errors import Unsatisfiable
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from core.windows import Window
 from features.config import FeatureConfig
 from features.extractor import FeatureExtractor
 from features.names import FEATURE_NAMES
 from stream.config import WindowConfig
-from stream.windower import MultiRateWindower, Window
+from stream.windower import MultiRateWindower
 from viewer.app import MAX_CLIENT_MESSAGE_BYTES, MAX_WEBSOCKET_FRAME_BYTES, ServerState
 from viewer.csv_validation import KNOWN_METADATA, AnalysisLimits, validate_csv
 from viewer.recorded import RecordedMessage

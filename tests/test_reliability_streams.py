@@ -27,6 +27,10 @@ import pytest
 from websockets.sync.client import connect
 
 import viewer.server
+from pipeline.factory import build_pipeline
+from pipeline.recorder import read_predictions
+from pipeline.settings import RecordingSettings, Settings
+from recordings.session import Session, read_session
 from simulators.faults import (
     BadChannels,
     EegClockJump,
@@ -37,11 +41,7 @@ from simulators.faults import (
     TriggersStop,
 )
 from simulators.replay import SessionPlayer
-from simulators.session import Session, read_session
-from stream.acquisition import Acquisition
 from stream.config import AcquisitionConfig
-from stream.pipeline import Pipeline
-from stream.recorder import SessionRecorder, read_predictions
 from viewer.app import ServerState
 from viewer.server import LiveServer
 
@@ -142,9 +142,6 @@ def replay_with_faults(
     timeout: float = HANG_SECONDS,
 ) -> FaultRun:
     """Replay with ``faults`` into the live system until ``until(run)`` (``timeout`` wall seconds: hung)."""
-    from model.inference import Predictor
-
-    predictor = Predictor(bundle)  # compiled before the replay starts
     player = SessionPlayer(
         session,
         speed=speed,
@@ -155,14 +152,16 @@ def replay_with_faults(
         faults=faults,
     )
     run = FaultRun(player)
-    recorder = SessionRecorder(folder, prefix, {"faults": [fault.describe() for fault in faults]})
-    acquisition = None
+    settings = Settings(recording=RecordingSettings(directory=str(folder)))
+    config = AcquisitionConfig.for_replay(prefix, with_truth=True, resolve_timeout=WAIT_SECONDS)
+    live = build_pipeline(
+        settings, config, bundle=bundle, name=prefix, outlet_prefix=None, start=False,
+        session_info={"faults": [fault.describe() for fault in faults]},
+    )  # fmt: skip
+    acquisition, pipeline = live.acquisition, live.pipeline
     player.start()
     try:
-        config = AcquisitionConfig.for_replay(prefix, with_truth=True, resolve_timeout=WAIT_SECONDS)
-        acquisition = Acquisition(config).start()
-        pipeline = Pipeline(acquisition, predictor)
-        pipeline.add_sink(recorder)
+        acquisition.start()
         pipeline.add_sink(lambda prediction: run.made.append(prediction.window))
         server = LiveServer(ServerState(pipeline=pipeline, bundle=bundle, session={"name": prefix}))
         with server, connect(f"ws://127.0.0.1:{server.port}/ws?types=prediction,status") as feed:
@@ -181,10 +180,8 @@ def replay_with_faults(
         run.acquisition_error = acquisition.error
         run.pipeline_errors = pipeline.errors
     finally:
-        if acquisition is not None:
-            acquisition.stop()
         player.stop()
-        folder = recorder.close()
+        folder = live.close()
     run.recorded = read_predictions(folder / "predictions.jsonl")
     return run
 

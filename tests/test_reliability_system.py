@@ -21,11 +21,13 @@ import numpy as np
 import pytest
 from websockets.sync.client import connect
 
+from pipeline.factory import build_pipeline
+from pipeline.pipeline import HISTORY
+from pipeline.recorder import read_predictions
+from pipeline.settings import RecordingSettings, Settings
 from simulators.surrogate import DEMO_RUN
 from stream.acquisition import Acquisition
 from stream.config import AcquisitionConfig
-from stream.pipeline import HISTORY, Pipeline
-from stream.recorder import SessionRecorder, read_predictions
 from tests.cli import PROJECT, CliProcess
 from tests.load_clients import never_reading_client
 from viewer.app import ServerState
@@ -66,28 +68,28 @@ class LiveSystem:
     """A replay in another process, and here the acquisition, pipeline, recorder and server."""
 
     def __init__(self, bundle, speed: float, record_root: Path) -> None:
-        from model.inference import Predictor
-
         self.prefix = f"rel-{uuid.uuid4().hex[:8]}"
         self.replay = CliProcess("replay", "--run", DEMO_RUN, "--loop", "--with-truth", "--speed", str(speed),
                                  "--prefix", self.prefix, "--wait-for-consumers", "30")  # fmt: skip
         self.replay.wait_for(lambda line: line.startswith("Press Ctrl-C"), timeout=120)
-        predictor = Predictor(bundle)
-        predictor.predict(np.zeros(len(bundle.feature_names), dtype=np.float32))  # compiled before the night
-        predictor.reset()
+        settings = Settings(recording=RecordingSettings(directory=str(record_root)))
         config = AcquisitionConfig.for_replay(self.prefix, with_truth=True, resolve_timeout=30)
-        self.acquisition = Acquisition(config)
-        self.pipeline = Pipeline(self.acquisition, predictor)
-        self.recorder = SessionRecorder(record_root, "reliability", {"replay": self.prefix})
-        self.pipeline.add_sink(self.recorder)
+        self.live = build_pipeline(
+            settings, config, bundle=bundle, name="reliability", session_info={"replay": self.prefix},
+            outlet_prefix=None, start=False,
+        )  # fmt: skip
+        self.acquisition, self.pipeline = self.live.acquisition, self.live.pipeline
+        self.recorder = self.live.recorder
+        predictor = self.pipeline.predictor
+        predictor.predict(np.zeros(len(bundle.feature_names), dtype=np.float32))  # compiled first
+        predictor.reset()
         self.state = ServerState(pipeline=self.pipeline, bundle=bundle, session={"name": self.prefix})
         self.server = LiveServer(self.state).start()  # the pipeline waits for windows from here on
         self.acquisition.start()
 
     def stop(self) -> None:
         self.server.stop()
-        self.acquisition.stop()
-        self.recorder.close()
+        self.live.close()
         self.replay.stop(signal.SIGINT)
 
 

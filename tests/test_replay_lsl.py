@@ -20,8 +20,8 @@ import numpy as np
 import pylsl
 import pytest
 
+from recordings.session import read_session
 from simulators.replay import SessionPlayer
-from simulators.session import read_session
 
 pytestmark = pytest.mark.lsl
 RESOLVE_TIMEOUT = 60.0  # seconds; a look-up returns as soon as its stream answers

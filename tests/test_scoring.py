@@ -3,8 +3,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from simulators.errors import DatasetFormatError
-from simulators.scoring import UNSCORED, normalise_stage, read_scoring
+from recordings.errors import DatasetFormatError
+from recordings.scoring import UNSCORED, normalise_stage, read_scoring
 from simulators.surrogate import SHIPPED_DATASET
 
 SOURCEDATA = SHIPPED_DATASET / "sourcedata"

@@ -4,11 +4,11 @@ import shutil
 import numpy as np
 import pytest
 
-from simulators.bids import RunPaths, list_runs, parse_run
-from simulators.errors import DatasetFormatError
-from simulators.montage import CHANNELS, SAMPLE_INDEX_CHANNEL
-from simulators.scoring import read_scoring
-from simulators.session import read_session
+from recordings.bids import RunPaths, list_runs, parse_run
+from recordings.errors import DatasetFormatError
+from recordings.montage import CHANNELS, SAMPLE_INDEX_CHANNEL
+from recordings.scoring import read_scoring
+from recordings.session import read_session
 
 
 def test_session_has_everything_of_the_run(short_dataset):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from simulators.montage import EEG_CHANNELS
-from simulators.session import read_session
+from recordings.montage import EEG_CHANNELS
+from recordings.session import read_session
 from simulators.surrogate import write_surrogate_run
 
 

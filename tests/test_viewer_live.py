@@ -2,7 +2,7 @@
 
 Every test serves the page from a real uvicorn server and feeds it through the real websocket feed:
 either a replay consumed by the real acquisition and pipeline, or prediction messages built by
-:class:`model.prediction.Prediction` and published on the server's broadcaster (what the pipeline's
+:class:`pipeline.prediction.Prediction` and published on the server's broadcaster (what the pipeline's
 sink does).
 """
 
@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from model.prediction import Prediction
-from tests.sessions import live_session
+from pipeline.prediction import Prediction
+from tests.sessions import TEST_SETTINGS, live_session
 from viewer.app import ServerState
 from viewer.server import LiveServer, free_port
 
@@ -137,7 +137,7 @@ def stage_message(window: int, stage: str) -> dict:
 def test_during_a_replay_predictions_arrive_and_the_hypnogram_grows(
     page, short_dataset, unique_prefix, bundle
 ):
-    player, acquisition, state = live_session(short_dataset, unique_prefix, bundle, speed=10)
+    player, live, state = live_session(short_dataset, unique_prefix, bundle, speed=10)
     pipeline = state.pipeline
     try:
         with LiveServer(state) as server:
@@ -161,7 +161,7 @@ def test_during_a_replay_predictions_arrive_and_the_hypnogram_grows(
             level = axes["scored"]["pixelsPerUnit"]
             assert axes["predicted"]["pixelsPerUnit"] == pytest.approx(level, abs=0.5)
             # Every prediction made reaches the page; then it shows the last one's window number.
-            acquisition.stop()
+            live.close()
             wait_for(lambda: not pipeline.running, 30, "the pipeline to finish")
             made = pipeline.predictions
             wait_drawn(page, made, 30)
@@ -174,7 +174,7 @@ def test_during_a_replay_predictions_arrive_and_the_hypnogram_grows(
                 assert probabilities[f"P({label})"] == f"{p:.2f}"
             assert legend_values(page, "hypnogram")["predicted"] == last.label
     finally:
-        acquisition.stop()
+        live.close()
         player.stop()
     assert page.console_errors == []
 
@@ -272,12 +272,10 @@ def test_with_the_fmri_stream_lost_the_page_shows_no_fmri_data_and_keeps_drawing
     import pylsl
 
     import viewer.server
-    from model.inference import Predictor
+    from pipeline.factory import build_pipeline
+    from recordings.session import read_session
     from simulators.replay import SessionPlayer
-    from simulators.session import read_session
-    from stream.acquisition import Acquisition
     from stream.config import AcquisitionConfig, StreamQuery
-    from stream.pipeline import Pipeline
 
     monkeypatch.setattr(viewer.server, "STATUS_INTERVAL", 0.5)
     session = read_session(short_dataset, "99", "sleep-1")
@@ -294,8 +292,8 @@ def test_with_the_fmri_stream_lost_the_page_shows_no_fmri_data_and_keeps_drawing
         AcquisitionConfig.for_replay(unique_prefix, with_truth=True, resolve_timeout=10),
         fmri=StreamQuery(name=f"{unique_prefix}-scanner"),
     )
-    acquisition = Acquisition(config).start()
-    pipeline = Pipeline(acquisition, Predictor(bundle))
+    live = build_pipeline(TEST_SETTINGS, config, bundle=bundle, outlet_prefix=None)
+    acquisition, pipeline = live.acquisition, live.pipeline
     state = ServerState(pipeline=pipeline, bundle=bundle, session={"name": unique_prefix})
     try:
         with LiveServer(state) as server:
@@ -327,12 +325,12 @@ def test_with_the_fmri_stream_lost_the_page_shows_no_fmri_data_and_keeps_drawing
             assert "lost" in row.text_content() and row.get_attribute("class") == "bad"
             assert "connected" in page.text_content("#health tbody tr[data-stream=eeg]")
             # The page's window number is the feed's, as the console prints it.
-            acquisition.stop()
+            live.close()
             wait_for(lambda: not pipeline.running, 30, "the pipeline to finish")
             wait_until(page, f"window.sleepstreamLive.windows() === {pipeline.predictions}", 30)
             assert page.text_content("#window-number") == str(pipeline.history[-1].window)
     finally:
-        acquisition.stop()
+        live.close()
         player.stop()
     assert page.console_errors == []
 

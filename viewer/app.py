@@ -16,9 +16,9 @@ from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from model.prediction import PROTOCOL_VERSION
+from pipeline.feed import MESSAGE_TYPES, Broadcaster
+from pipeline.prediction import PROTOCOL_VERSION
 from viewer.analysis import router as analysis_router
-from viewer.feed import MESSAGE_TYPES, Broadcaster
 
 MAX_CLIENT_MESSAGE_BYTES = 4096
 # Largest websocket frame the server reads at all (uvicorn's ws_max_size, see viewer.server): a bigger

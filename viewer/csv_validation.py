@@ -24,7 +24,7 @@ import numpy as np
 from features.names import FEATURE_NAMES
 from model.dataset import ORIGIN_COLUMNS
 
-# Columns the project's own tables carry beside the features (features.offline.window_record,
+# Columns the project's own tables carry beside the features (pipeline.offline.window_record,
 # the result CSV of this page, the origin app's layout): tolerated without a warning.
 KNOWN_METADATA: frozenset[str] = frozenset(
     {

@@ -6,7 +6,7 @@ import json
 from collections import deque
 from pathlib import Path
 
-from stream.recorder import read_predictions
+from pipeline.recorder import read_predictions
 
 
 class RecordedMessage:
@@ -33,7 +33,7 @@ class RecordedSession:
     Parameters
     ----------
     folder : path-like
-        A folder written by :class:`stream.recorder.SessionRecorder`.
+        A folder written by :class:`pipeline.recorder.SessionRecorder`.
 
     Raises
     ------

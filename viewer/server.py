@@ -10,8 +10,8 @@ import socket
 import threading
 import time
 
+from pipeline.feed import EncodedMessage
 from viewer.app import MAX_WEBSOCKET_FRAME_BYTES, ServerState, create_app, is_loopback
-from viewer.feed import EncodedMessage
 
 STATUS_INTERVAL = 2.0
 # uvicorn's loggers: the access log and the error log (which also carries the websocket handshakes and,

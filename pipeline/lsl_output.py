@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from model.prediction import Prediction
+from pipeline.prediction import Prediction
 
 
 class PredictionOutlet:

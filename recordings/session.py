@@ -10,20 +10,20 @@ from pathlib import Path
 
 import numpy as np
 
-from simulators.bids import RunPaths, normalise_subject, parse_run
-from simulators.errors import DatasetFormatError
-from simulators.fmri_metrics import (
+from core.channels import VOLTAGE_TYPES
+from core.layouts import VOLUME_TRIGGER
+from recordings.bids import RunPaths, normalise_subject, parse_run
+from recordings.errors import DatasetFormatError
+from recordings.montage import channel_type_from_name
+from recordings.regions import (
     Parcellation,
     atlas_parcellation,
     compute_epi_mask,
     grid_parcellation,
     region_means,
 )
-from simulators.montage import channel_type_from_name
-from simulators.scoring import RunScoring, read_scoring
+from recordings.scoring import RunScoring, read_scoring
 
-VOLUME_TRIGGER = "R128"
-_VOLTAGE_TYPES = ("eeg", "eog", "ecg")
 _BLOCK_SECONDS = 10.0
 
 
@@ -105,7 +105,7 @@ class Session:
     @property
     def channel_units(self) -> tuple[str, ...]:
         """Unit of each channel as streamed (``microvolts`` or ``none``)."""
-        return tuple("microvolts" if t in _VOLTAGE_TYPES else "none" for t in self.ch_types)
+        return tuple("microvolts" if t in VOLTAGE_TYPES else "none" for t in self.ch_types)
 
     def eeg_samples(self, start: int, stop: int) -> np.ndarray:
         """EEG samples ``start:stop`` as float32, shape (n, n_channels), in microvolts.
@@ -122,7 +122,7 @@ class Session:
             block_start = (position // block_len) * block_len
             if self._block is None or self._block[0] != block_start:
                 data = self.raw.get_data(start=block_start, stop=min(block_start + block_len, self.n_times))
-                scale = np.array([1e6 if t in _VOLTAGE_TYPES else 1.0 for t in self.ch_types])
+                scale = np.array([1e6 if t in VOLTAGE_TYPES else 1.0 for t in self.ch_types])
                 self._block = (block_start, (data * scale[:, None]).T.astype(np.float32))
             block = self._block[1]
             take = min(stop, block_start + block.shape[0]) - position

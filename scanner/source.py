@@ -6,7 +6,7 @@ A scanner's real-time export writes one file per volume (NIfTI ``.nii`` /
 - watches the folder by polling (:class:`VolumeFolderWatcher`): every volume
   file once, in natural order of the names, only once it is complete;
 - reads each volume (:func:`read_volume`) and reduces it to region means with
-  the very code of the simulators (:mod:`simulators.fmri_metrics`), on a region
+  the very code of the simulators (:mod:`recordings.regions`), on a region
   layout fixed for the whole session (:class:`RegionLayout`);
 - publishes them (:class:`FmriOutlet`) as the replay does: type ``fMRI``,
   channel 0 the volume index, then one channel per region, nominal rate 1/TR,
@@ -32,7 +32,7 @@ wrong grid, keeps its number, so a gap in the index shows a lost volume and
 later volumes keep their pairing with the scanner's triggers.
 
 This module does not import pylsl at import time; callers set the LSL
-configuration first (:func:`stream.lsl_safety.use_project_lsl_config`).
+configuration first (:func:`core.lsl_safety.use_project_lsl_config`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ import os
 import re
 import threading
 import time
-import uuid
 import warnings
 from collections import deque
 from collections.abc import Callable
@@ -54,14 +53,14 @@ from pathlib import Path
 
 import numpy as np
 
-from simulators.fmri_metrics import (
+from core.layouts import StreamIdentity, fmri_stream_info, new_identity
+from recordings.regions import (
     Parcellation,
     atlas_parcellation,
     compute_epi_mask,
     grid_parcellation,
     volume_region_means,
 )
-from simulators.replay import StreamIdentity
 
 logger = logging.getLogger(__name__)
 
@@ -465,7 +464,7 @@ class RegionLayout:
     Attributes
     ----------
     parcellation : Parcellation
-        Regions, as :mod:`simulators.fmri_metrics` makes them.
+        Regions, as :mod:`recordings.regions` makes them.
     origin : str
         Where the mask and regions came from (stream metadata, messages).
     """
@@ -484,7 +483,7 @@ class RegionLayout:
         return self.parcellation.n_regions
 
     def means(self, volume: Volume) -> np.ndarray:
-        """Region means of a volume, as :func:`simulators.fmri_metrics.volume_region_means`.
+        """Region means of a volume, as :func:`recordings.regions.volume_region_means`.
 
         Raises
         ------
@@ -506,7 +505,7 @@ class RegionLayout:
         mask_file: str | os.PathLike | None = None,
         atlas_file: str | os.PathLike | None = None,
     ) -> RegionLayout:
-        """Make the layout as :func:`simulators.session.read_session` does, from what is known.
+        """Make the layout as :func:`recordings.session.read_session` does, from what is known.
 
         Brain mask: ``mask_file``, else Otsu's mask of ``first_volume`` (the
         simulators use the run's temporal mean, which does not exist live).
@@ -596,8 +595,8 @@ def make_identity(prefix: str = "scanner", source_id: str | None = None) -> Stre
     -------
     identity : StreamIdentity
     """
-    name = f"{prefix}-fMRI"
-    return StreamIdentity(name, "fMRI", source_id or f"{name}-{uuid.uuid4().hex[:8]}")
+    identity = new_identity(prefix, "fMRI")
+    return identity if source_id is None else StreamIdentity(identity.name, identity.stype, source_id)
 
 
 class FmriOutlet:
@@ -628,19 +627,12 @@ class FmriOutlet:
         self.tr = tr
         self.metadata = dict(metadata or {})
         self.n_regions = layout.n_regions
-        info = pylsl.StreamInfo(
-            identity.name, identity.stype, 1 + self.n_regions, 1.0 / tr, "float32", identity.source_id
+        info = fmri_stream_info(
+            identity,
+            layout.parcellation.names,
+            tr,
+            {"regions": layout.parcellation.description, **self.metadata},
         )
-        info.set_channel_labels(["volume", *layout.parcellation.names])
-        info.set_channel_types(["index"] + ["bold"] * self.n_regions)
-        info.set_channel_units(["none"] + ["a.u."] * self.n_regions)
-        desc = info.desc().append_child("session")
-        for key, value in {
-            "tr": f"{tr:g}",
-            "regions": layout.parcellation.description,
-            **(metadata or {}),
-        }.items():
-            desc.append_child_value(key, value)
         self._outlet = pylsl.StreamOutlet(info, max_buffered=360)
 
     def push(self, index: int, means: np.ndarray, stamp: float) -> None:

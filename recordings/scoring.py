@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from simulators.errors import DatasetFormatError
+from core.stages import EPOCH_SECONDS, SLEEP_STAGES, UNSCORED
+from recordings.errors import DatasetFormatError
 
-STAGES: tuple[str, ...] = ("W", "N1", "N2", "N3")
-UNSCORED = "unscored"
-EPOCH_SECONDS = 30.0
+STAGES: tuple[str, ...] = SLEEP_STAGES[:4]  # ds003768 has no REM
 
 REQUIRED_COLUMNS = ("session", "epoch_start_time_sec", "30-sec_epoch_sleep_stage")
 _SESSION_PATTERN = re.compile(r"^task-(?P<task>[A-Za-z0-9]+)_run-(?P<run>\d+)$")

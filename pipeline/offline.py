@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.windows import Window
 from features.config import FeatureConfig
 from features.extractor import FeatureExtractor, FeatureVector
-from simulators.bids import RunPaths, list_runs
-from simulators.session import Session, read_session
+from recordings.bids import RunPaths, list_runs
+from recordings.session import Session, read_session
 from stream.config import WindowConfig
-from stream.windower import MultiRateWindower, Window
+from stream.windower import MultiRateWindower
 
 CHUNK_SECONDS = 1.0
 

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 
 from features.extractor import FeatureExtractor
-from model.prediction import Prediction
+from pipeline.prediction import Prediction
 from stream.acquisition import Acquisition
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from model.prediction import Prediction
+from pipeline.prediction import Prediction
 
 
 def read_predictions(path: str | Path) -> list[dict]:

@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from features.config import FeatureConfig
+from model.bundle import DEFAULT_BUNDLE
 from stream.config import AcquisitionConfig, StreamQuery, WindowConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "model" / "default_bundle"
 
 
 class SettingsError(ValueError):

@@ -1,0 +1,1 @@
+"""Bottom layer: the types, constants and LSL stream layouts every other package shares."""

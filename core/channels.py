@@ -1,0 +1,6 @@
+"""Channel conventions shared by the readers, the replay and the windower."""
+
+from __future__ import annotations
+
+VOLTAGE_TYPES: tuple[str, ...] = ("eeg", "eog", "ecg")
+"""Channel types recorded in volts and streamed in microvolts."""

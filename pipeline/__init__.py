@@ -1,0 +1,1 @@
+"""Windows to predictions: the pipeline, its factory, its sinks and offline extraction."""

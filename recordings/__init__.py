@@ -1,0 +1,1 @@
+"""Recorded sessions: the ds003768 layout, expert scoring, montage and fMRI region means."""
