@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.windows import MIN_FMRI_VOLUMES
 from recordings.session import read_session
 from simulators.replay import SessionPlayer
 from stream.acquisition import BACKLOG_WINDOWS, Acquisition
@@ -231,7 +232,9 @@ def test_a_late_fmri_volume_is_waited_for_up_to_the_limit(short_session, unique_
         assert 0.0 <= quality.fmri_waited <= max_wait
     if fresh:
         assert not stale, "a window went out without the volume it was waiting for"
-        assert all(w.quality.usable for w in windows)
+        # Fresh windows are usable once their fMRI window holds the volumes the features need.
+        assert all(w.quality.usable == (w.quality.fmri_volumes >= MIN_FMRI_VOLUMES) for w in windows)
+        assert any(w.quality.usable for w in windows)
         # 8.3 s of EEG (1.7 s of wall time) pass between a window's end and its volume: at least
         # one window saw its end before its volume.
         assert any(w.quality.fmri_waited > 0 for w in windows)
