@@ -4,8 +4,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true``: scikit-learn's balanced accuracy.
+
+    The value of ``sklearn.metrics.balanced_accuracy_score``, computed as its definition (the macro
+    average of the recalls of the true classes) by ``recall_score``: a predicted class that never
+    occurs in ``y_true`` has no recall and is left out, without the warning ``balanced_accuracy_score``
+    prints then (a warning filter would not be thread-safe, and the server scores in worker threads).
+
+    Parameters
+    ----------
+    y_true, y_pred : np.ndarray of int
+        True and predicted class indices of the same rows (at least one).
+
+    Returns
+    -------
+    balanced_accuracy : float
+    """
+    from sklearn import metrics
+
+    return float(metrics.recall_score(y_true, y_pred, labels=np.unique(y_true), average="macro"))
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, label_names: tuple[str, ...]) -> dict:
@@ -55,9 +78,7 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, label_names: t
     return {
         "n": int(y_true.size),
         "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(metrics.balanced_accuracy_score(y_true, y_pred))
-        if present.size > 1
-        else float("nan"),
+        "balanced_accuracy": balanced_accuracy(y_true, y_pred) if present.size > 1 else float("nan"),
         "cohen_kappa": float(metrics.cohen_kappa_score(y_true, y_pred, labels=labels))
         if present.size > 1
         else float("nan"),
@@ -128,7 +149,7 @@ def write_report(report: dict, folder: str | Path, hypnogram: dict | None = None
     return written
 
 
-def _jsonable(value):
+def _jsonable(value: object) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -136,7 +157,7 @@ def _jsonable(value):
     raise TypeError(type(value))
 
 
-def _fmt(value) -> str:
+def _fmt(value: object) -> str:
     if isinstance(value, dict):
         return f"{value['mean']:.3f} ± {value['sd']:.3f}"
     return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"

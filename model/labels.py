@@ -5,13 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.stages import SLEEP_STAGES
+
+TRAINED_STAGES: tuple[str, ...] = tuple(stage for stage in SLEEP_STAGES if stage != "R")
+"""The stages a model learns: W, N1, N2, N3 (ds003768 has no REM)."""
+
 SCHEMES: dict[str, tuple[str, ...]] = {
     "wake-sleep": ("wake", "sleep"),
-    "stages": ("W", "N1", "N2", "N3"),
+    "stages": TRAINED_STAGES,
     "task": ("rest", "sleep"),
 }
-_STAGE_TO_WAKE_SLEEP = {"W": 0, "N1": 1, "N2": 1, "N3": 1}
-_STAGE_INDEX = {"W": 0, "N1": 1, "N2": 2, "N3": 3}
+_STAGE_TO_WAKE_SLEEP = {stage: 0 if stage == "W" else 1 for stage in TRAINED_STAGES}
+_STAGE_INDEX = {stage: i for i, stage in enumerate(TRAINED_STAGES)}
 _TASK_INDEX = {"rest": 0, "sleep": 1}
 
 

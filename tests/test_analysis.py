@@ -9,6 +9,7 @@ import json
 import math
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.stages import canonical_stage
 from features.names import FEATURE_NAMES
-from viewer import analysis
+from model import table_analysis
+from viewer import analysis, analysis_sample
 from viewer.app import ServerState
 from viewer.csv_validation import AnalysisLimits, validate_csv
 from viewer.server import LiveServer
@@ -159,9 +162,9 @@ def test_result_csv_has_the_input_columns_then_the_predictions(server, bundle):
 
 
 def test_the_sample_csv_is_what_the_projects_feature_code_computes(bundled_dataset):
-    regenerated = analysis.sample_table(data_dir=bundled_dataset.parent)
+    regenerated = analysis_sample.sample_table(data_dir=bundled_dataset.parent)
     committed = sample_frame()
-    assert list(committed.columns) == list(analysis.SAMPLE_COLUMNS)
+    assert list(committed.columns) == list(analysis_sample.SAMPLE_COLUMNS)
     assert len(committed) == len(regenerated)
     np.testing.assert_allclose(
         committed[list(FEATURE_NAMES)].to_numpy(float),
@@ -238,14 +241,14 @@ def test_a_stages_bundle_gets_a_square_confusion_table_and_task_labels_map_no_st
     data = to_csv(restaged(sample_frame().head(40), blocks))
     table = validate_csv(data, SMALL).table
     predicted = np.array([0] * 5 + [1] * 5 + [1] * 10 + [3] * 10 + [2] * 10)
-    stages = analysis.scored_stages(table, predicted, "stages", ("W", "N1", "N2", "N3"))
+    stages = table_analysis.scored_stages(table.metadata, predicted, "stages", ("W", "N1", "N2", "N3"))
     assert stages["names"] == ["W", "N1", "N3", "R"]
     assert stages["confusion"] == [[5, 5, 0, 0], [0, 10, 0, 0], [0, 0, 0, 10], [0, 0, 10, 0]]
     assert stages["maps_to"] == {"W": "W", "N1": "N1", "N3": "N3", "R": None}
-    task = analysis.scored_stages(table, predicted % 2, "task", ("rest", "sleep"))
+    task = table_analysis.scored_stages(table.metadata, predicted % 2, "task", ("rest", "sleep"))
     assert task["names"] == stages["names"] and set(task["maps_to"].values()) == {None}
-    assert "N3 → N3" in analysis.accuracy_description("stage", "stages", ("W", "N1", "N2", "N3"))
-    assert analysis.accuracy_description("label", "wake-sleep", ("wake", "sleep")) == (
+    assert "N3 → N3" in table_analysis.accuracy_description("stage", "stages", ("W", "N1", "N2", "N3"))
+    assert table_analysis.accuracy_description("label", "wake-sleep", ("wake", "sleep")) == (
         "against the label column, in the bundle's classes (wake / sleep)"
     )
 
@@ -256,7 +259,26 @@ def test_a_stages_bundle_gets_a_square_confusion_table_and_task_labels_map_no_st
      ("REM", "R"), ("r", "R"), ("?", "?"), ("", "")],
 )
 def test_stage_aliases(value, stage):
-    assert analysis.canonical_stage(value) == stage
+    assert canonical_stage(value) == stage
+
+
+def test_balanced_accuracy_is_sklearns_mean_recall_of_the_scored_classes_without_a_warning():
+    from sklearn.metrics import balanced_accuracy_score
+
+    from model.evaluation import balanced_accuracy
+
+    # Unbalanced (8 rows of class 0, 2 of class 1), and class 2 is predicted but never scored.
+    truth = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1])
+    predicted = np.array([0, 0, 0, 0, 0, 1, 2, 2, 1, 0])
+    recalls = [np.sum((truth == c) & (predicted == c)) / np.sum(truth == c) for c in (0, 1)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = balanced_accuracy(truth, predicted)
+    assert caught == []
+    assert got == pytest.approx(np.mean(recalls)) and got != pytest.approx(np.mean(predicted == truth))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn warns that class 2 is not in the truth
+        assert got == balanced_accuracy_score(truth, predicted)
 
 
 def test_no_stage_column_or_no_known_stage_gives_no_stages(server):

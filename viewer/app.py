@@ -6,28 +6,35 @@ import asyncio
 import contextlib
 import ipaddress
 import json
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from pipeline.feed import MESSAGE_TYPES, Broadcaster
+from pipeline.feed import MESSAGE_TYPES, Broadcaster, Client
 from pipeline.prediction import PROTOCOL_VERSION
 from viewer.analysis import router as analysis_router
+from viewer.auth import UNAUTHORISED, authorised, require_token
+
+if TYPE_CHECKING:  # for the types only: a server that only serves pages never loads the pipeline
+    from model.bundle import ModelBundle
+    from pipeline.pipeline import Pipeline
+    from viewer.csv_validation import AnalysisLimits
+    from viewer.recorded import RecordedSession
 
 MAX_CLIENT_MESSAGE_BYTES = 4096
 # Largest websocket frame the server reads at all (uvicorn's ws_max_size, see viewer.server): a bigger
 # one closes that connection (code 1009) before it is held in memory. Between the two limits a message
 # is read and answered with an error.
 MAX_WEBSOCKET_FRAME_BYTES = 64 * 1024
-UNAUTHORISED = {401: {"description": "a valid token is required (the server has one)"}}
 STATIC_DIR = Path(__file__).parent / "static"
 SWAGGER_UI = "/static/vendor/swagger-ui"  # vendored, see its README.md: /docs loads nothing from the internet
+OPENAPI_URL = "/openapi.json"
 DOCS_URL = "/docs"
 OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
 # Added to Swagger UI's configuration: its requests (the OpenAPI document, "Try it out") carry the token
@@ -57,13 +64,13 @@ class ServerState:
     """What the server shows: the pipeline, the bundle, the configuration, the session."""
 
     broadcaster: Broadcaster = field(default_factory=Broadcaster)
-    pipeline: object | None = None
-    recorded: object | None = None
-    bundle: object | None = None
+    pipeline: Pipeline | None = None
+    recorded: RecordedSession | None = None
+    bundle: ModelBundle | None = None
     config: dict = field(default_factory=dict)
     session: dict = field(default_factory=dict)
     token: str | None = None
-    analysis_limits: object | None = None  # viewer.csv_validation.AnalysisLimits; its defaults when None
+    analysis_limits: AnalysisLimits | None = None  # the defaults of AnalysisLimits when None
     started: float = field(default_factory=time.time)
 
     def history(self) -> list:
@@ -102,12 +109,6 @@ def same_origin(origin: str | None, host: str | None) -> bool:
     return host is not None and origin.split("://", 1)[-1].rstrip("/").lower() == host.lower()
 
 
-def _authorised(state: ServerState, token: str | None) -> bool:
-    if state.token is None:
-        return True
-    return token is not None and secrets.compare_digest(token.encode(), state.token.encode())
-
-
 def swagger_ui_page(title: str, openapi_url: str, root_path: str = "") -> HTMLResponse:
     """Swagger UI's page for ``openapi_url``, with its script, style and icon served by this server.
 
@@ -135,7 +136,7 @@ def swagger_ui_page(title: str, openapi_url: str, root_path: str = "") -> HTMLRe
         oauth2_redirect_url=root + OAUTH2_REDIRECT_URL,
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
     )
-    html = page.body.decode()
+    html = bytes(page.body).decode()
     marker = "SwaggerUIBundle({"
     if html.count(marker) != 1:  # FastAPI changed its page: fail loudly rather than lose the token
         raise RuntimeError(f"FastAPI's Swagger UI page no longer has one {marker!r}")
@@ -147,17 +148,12 @@ def create_app(state: ServerState) -> FastAPI:
     app = FastAPI(
         title="sleepstream",
         version=str(PROTOCOL_VERSION),
+        openapi_url=OPENAPI_URL,
         description="Live EEG + fMRI sleep-state predictions: websocket feed and REST API.",
         docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN: /docs is served below
         redoc_url=None,
     )
     app.state.server = state
-
-    def require_token(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        token = header.removeprefix("Bearer ").strip() or request.query_params.get("token")
-        if not _authorised(state, token):
-            raise HTTPException(status_code=401, detail="a valid token is required")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(analysis_router)  # the analysis page and /api/analysis
@@ -170,7 +166,7 @@ def create_app(state: ServerState) -> FastAPI:
     @app.get(DOCS_URL, include_in_schema=False)
     def docs_page(request: Request) -> HTMLResponse:
         """The interactive API documentation: Swagger UI from the package (no token needed: it is static)."""
-        return swagger_ui_page(app.title, app.openapi_url, request.scope.get("root_path", ""))
+        return swagger_ui_page(app.title, OPENAPI_URL, request.scope.get("root_path", ""))
 
     @app.get(OAUTH2_REDIRECT_URL, include_in_schema=False)
     def docs_oauth2_redirect() -> HTMLResponse:
@@ -184,21 +180,21 @@ def create_app(state: ServerState) -> FastAPI:
 
     # The token is checked as a dependency: before the parameters are validated, so that a request
     # without it learns nothing but 401.
-    guarded = {"dependencies": [Depends(require_token)], "responses": UNAUTHORISED}
+    guard = [Depends(require_token)]
 
-    @app.get("/api/status", **guarded)
+    @app.get("/api/status", dependencies=guard, responses=UNAUTHORISED)
     def status() -> dict:
         """Stream health, pipeline counters and connected clients."""
         return state.status()
 
-    @app.get("/api/config", **guarded)
+    @app.get("/api/config", dependencies=guard, responses=UNAUTHORISED)
     def config() -> dict:
         """The configuration the pipeline runs with."""
         return state.config
 
     @app.get(
         "/api/model",
-        dependencies=[Depends(require_token)],
+        dependencies=guard,
         responses={**UNAUTHORISED, 404: {"description": "no model bundle loaded"}},
     )
     def model_info() -> dict:
@@ -213,7 +209,7 @@ def create_app(state: ServerState) -> FastAPI:
             "training": bundle.training,
         }
 
-    @app.get("/api/history", **guarded)
+    @app.get("/api/history", dependencies=guard, responses=UNAUTHORISED)
     def history(
         since: float = Query(0.0, description="only predictions with stream_time > since"),
         limit: int = Query(500, ge=1, le=5000),
@@ -226,7 +222,7 @@ def create_app(state: ServerState) -> FastAPI:
     @app.websocket("/ws")
     async def feed(websocket: WebSocket, types: str = "", token: str | None = None) -> None:
         """The live feed: predictions, status and session messages (``docs/protocol.md``)."""
-        if not _authorised(state, token):
+        if not authorised(state.token, token):
             await websocket.close(code=1008, reason="a valid token is required")
             return
         if not same_origin(websocket.headers.get("origin"), websocket.headers.get("host")):
@@ -260,7 +256,7 @@ def create_app(state: ServerState) -> FastAPI:
     return app
 
 
-async def _send_loop(websocket: WebSocket, client) -> None:
+async def _send_loop(websocket: WebSocket, client: Client) -> None:
     while True:
         message = await client.queue.get()
         if client.dropped > client.reported_dropped:
@@ -272,7 +268,7 @@ async def _send_loop(websocket: WebSocket, client) -> None:
         await websocket.send_text(text if text is not None else json.dumps(message, separators=(",", ":")))
 
 
-async def _receive_loop(websocket: WebSocket, client, state: ServerState) -> None:
+async def _receive_loop(websocket: WebSocket, client: Client, state: ServerState) -> None:
     """Accept ``{"subscribe": [...]}`` messages; anything else gets an error message."""
     try:
         while True:

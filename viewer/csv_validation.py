@@ -17,6 +17,7 @@ import csv
 import difflib
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -235,7 +236,7 @@ def validate_csv(data: bytes, limits: AnalysisLimits | None = None) -> Validatio
         )
 
 
-def read_rows(text: str, delimiter: str):
+def read_rows(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line, fields)`` of every non-blank record of a CSV text (header included).
 
     Raises
