@@ -6,6 +6,10 @@ import argparse
 import math
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
 
 
 def speed(text: str) -> float:
@@ -49,7 +53,7 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-record", action="store_true", help="do not record the session")
 
 
-def apply_pipeline_options(args: argparse.Namespace):
+def apply_pipeline_options(args: argparse.Namespace) -> Settings:
     """The configuration with this command's server, model and recording flags applied."""
     settings = args.settings.replace("server", host=args.host, port=args.port)
     settings = settings.replace("model", bundle=args.model, backend=args.backend)
@@ -71,7 +75,7 @@ def stop_on_signals() -> None:
     A shell starts background jobs with SIGINT ignored, and Python then leaves it ignored.
     """
 
-    def interrupt(*_) -> None:
+    def interrupt(*_: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)

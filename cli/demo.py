@@ -9,7 +9,7 @@ import uuid
 from cli.common import add_pipeline_options, apply_pipeline_options, speed, stop_on_signals
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``demo`` sub-command."""
     demo = commands.add_parser(
         "demo",

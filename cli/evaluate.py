@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``evaluate`` sub-command."""
     evaluate = commands.add_parser(
         "evaluate",

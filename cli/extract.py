@@ -8,7 +8,7 @@ from pathlib import Path
 from cli.common import existing_folder
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``extract`` sub-command."""
     extract = commands.add_parser(
         "extract",

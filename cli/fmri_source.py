@@ -1,7 +1,8 @@
 """``run_stream.py fmri-source``: publish a scanner's real-time export folder as the fMRI LSL stream.
 
 The work is done by :mod:`scanner.source`; this module only parses the
-command line, prints progress and stops cleanly on Ctrl-C or SIGTERM.
+command line, applies it over the ``[fmri_source]`` section of the configuration,
+prints progress and stops cleanly on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -12,9 +13,15 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cli.common import existing_folder
 from core.lsl_safety import use_project_lsl_config
+
+if TYPE_CHECKING:
+    from scanner.config import SourceConfig
+    from scanner.outlet import FmriOutlet
+    from scanner.source import PublishedVolume
 
 DESCRIPTION = """\
 The scanner side of live fMRI. Watches DIR, where the scanner's real-time export writes one volume
@@ -27,7 +34,10 @@ Files are taken in natural order of their names, each once, when their size has 
 --settle seconds or the next file has appeared. The region layout (brain mask, regions) is fixed by
 --mask/--atlas or by the first volume and never changes; a volume on another grid is skipped with a
 message. Each sample is stamped with the LSL clock when its file was detected, minus --delay (the
-export latency from acquisition to the file's appearance)."""
+export latency from acquisition to the file's appearance).
+
+Every option but --watch defaults to the [fmri_source] section of the configuration file
+('run_stream.py --config FILE fmri-source ...'; 'run_stream.py config' prints it); flags override it."""
 
 
 def _positive_seconds(text: str) -> float:
@@ -73,35 +83,35 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "RepetitionTime, else RepetitionTime of its JSON sidecar)",
     )  # fmt: skip
     parser.add_argument(
-        "--delay", type=_non_negative_seconds, default=0.0, metavar="S",
+        "--delay", type=_non_negative_seconds, default=None, metavar="S",
         help="export latency subtracted from each volume's detection time (default 0)",
     )  # fmt: skip
     parser.add_argument(
-        "--existing", choices=("process", "skip"), default="skip",
+        "--existing", choices=("process", "skip"), default=None,
         help="volume files already in DIR at start: publish them (stamped by modification time) or skip "
         "them (default: skip)",
     )  # fmt: skip
     parser.add_argument(
-        "--prefix", default="scanner", help="stream name prefix: the stream is PREFIX-fMRI (default: scanner)"
+        "--prefix", default=None, help="stream name prefix: the stream is PREFIX-fMRI (default: scanner)"
     )
     parser.add_argument(
         "--source-id", default=None, help="LSL source_id (default: PREFIX-fMRI-<random>, new at each start)"
     )
     parser.add_argument(
-        "--wait-for-consumers", type=_non_negative_seconds, default=5.0, metavar="S",
+        "--wait-for-consumers", type=_non_negative_seconds, default=None, metavar="S",
         help="hold the first volume up to S seconds after the stream opens until a consumer is connected "
         "(LSL sends no earlier sample to a new inlet; default 5)",
     )  # fmt: skip
     parser.add_argument(
-        "--interval", type=_positive_seconds, default=0.1, metavar="S",
+        "--interval", type=_positive_seconds, default=None, metavar="S",
         help="seconds between two looks at the folder (default 0.1)",
     )  # fmt: skip
     parser.add_argument(
-        "--settle", type=_non_negative_seconds, default=0.2, metavar="S",
+        "--settle", type=_non_negative_seconds, default=None, metavar="S",
         help="seconds a file's size must stay unchanged before it is read (default 0.2)",
     )  # fmt: skip
     parser.add_argument(
-        "--retry", type=_non_negative_seconds, default=2.0, metavar="S",
+        "--retry", type=_non_negative_seconds, default=None, metavar="S",
         help="seconds an incomplete file is retried before it is flagged and skipped (default 2)",
     )  # fmt: skip
     parser.set_defaults(handler=run)
@@ -121,32 +131,18 @@ def run(args: argparse.Namespace) -> int:
         0 after a clean stop, 1 if the session could not be set up, 2 for a bad argument.
     """
     use_project_lsl_config(getattr(args, "lsl_config", None))  # before anything imports pylsl
-    from scanner.source import FmriSource, FmriSourceError, SourceConfig
+    from scanner.errors import FmriSourceError
+    from scanner.source import FmriSource
 
     logging.basicConfig(
         level=logging.INFO, format="fmri-source: %(levelname)s: %(message)s", stream=sys.stderr
     )
     folder = existing_folder(args.watch, "--watch folder")
-    for option, value in (("--mask", args.mask), ("--atlas", args.atlas)):
-        if value is not None and not Path(value).is_file():
-            print(f"error: {option} {value}: no such file", file=sys.stderr)
-            return 2
+    config = _config(args)
+    if config is None:
+        return 2
     try:
-        config = SourceConfig(
-            folder=folder,
-            prefix=args.prefix,
-            source_id=args.source_id,
-            tr=args.tr,
-            mask=Path(args.mask) if args.mask else None,
-            atlas=Path(args.atlas) if args.atlas else None,
-            delay=args.delay,
-            existing=args.existing,
-            interval=args.interval,
-            settle=args.settle,
-            retry_for=args.retry,
-            wait_for_consumers=args.wait_for_consumers,
-        )
-        source = FmriSource(config, on_volume=_print_volume, on_stream=_print_stream)
+        source = FmriSource(folder, config, on_volume=_print_volume, on_stream=_print_stream)
     except (ValueError, FmriSourceError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2 if isinstance(err, ValueError) else 1
@@ -177,7 +173,38 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def _print_stream(outlet) -> None:
+def _config(args: argparse.Namespace) -> SourceConfig | None:
+    """The ``[fmri_source]`` settings with this command's flags applied; None (and a message) if unusable."""
+    from pipeline.settings import SettingsError
+
+    try:
+        settings = args.settings.replace(
+            "fmri_source",
+            prefix=args.prefix,
+            source_id=args.source_id,
+            tr=args.tr,
+            mask=Path(args.mask) if args.mask else None,
+            atlas=Path(args.atlas) if args.atlas else None,
+            delay=args.delay,
+            existing=args.existing,
+            interval=args.interval,
+            settle=args.settle,
+            retry_for=args.retry,
+            wait_for_consumers=args.wait_for_consumers,
+        )
+    except SettingsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
+    config: SourceConfig = settings.fmri_source
+    for name, flag, value in (("mask", args.mask, config.mask), ("atlas", args.atlas, config.atlas)):
+        if value is not None and not value.is_file():
+            where = f"--{name}" if flag else f"[fmri_source] {name}"
+            print(f"error: {where} {value}: no such file", file=sys.stderr)
+            return None
+    return config
+
+
+def _print_stream(outlet: FmriOutlet) -> None:
     identity = outlet.identity
     print(
         f"Publishing {identity.name} (source_id {identity.source_id}): volume index + {outlet.n_regions} "
@@ -186,7 +213,7 @@ def _print_stream(outlet) -> None:
     )
 
 
-def _print_volume(volume) -> None:
+def _print_volume(volume: PublishedVolume) -> None:
     print(
         f"volume {volume.index:5d}  {volume.path.name}  stamp={volume.stamp:.3f}  "
         f"published {volume.published - volume.detected:.2f} s after detection",
@@ -194,16 +221,16 @@ def _print_volume(volume) -> None:
     )
 
 
-def _handle_stop_signals(stop: threading.Event) -> dict:
+def _handle_stop_signals(stop: threading.Event) -> dict[int, Any]:
     """Make SIGINT and SIGTERM set ``stop``; return the handlers they replace."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    previous = {}
+    previous: dict[int, Any] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous[signum] = signal.signal(signum, lambda *_: stop.set())
     return previous
 
 
-def _restore_signals(previous: dict) -> None:
+def _restore_signals(previous: dict[int, Any]) -> None:
     for signum, handler in previous.items():
         signal.signal(signum, handler)

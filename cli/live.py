@@ -8,7 +8,7 @@ import time
 from cli.common import add_pipeline_options, apply_pipeline_options, stop_on_signals
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``live`` sub-command."""
     live = commands.add_parser(
         "live",

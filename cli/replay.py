@@ -6,11 +6,15 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli.common import existing_folder, speed, stop_on_signals
 
+if TYPE_CHECKING:
+    from recordings.session import Session
 
-def add_parser(commands) -> None:
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``replay`` sub-command."""
     replay = commands.add_parser(
         "replay",
@@ -57,7 +61,7 @@ def add_parser(commands) -> None:
     replay.set_defaults(handler=run)
 
 
-def load_session(args: argparse.Namespace):
+def load_session(args: argparse.Namespace) -> Session:
     """The session named by ``--session``, ``--subject`` and ``--run``."""
     from recordings.session import read_session
     from simulators.surrogate import BUNDLED_SUBJECT, bundled_surrogate

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from cli.common import add_server_options, stop_on_signals
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``serve`` sub-command."""
     serve = commands.add_parser(
         "serve",
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     server = settings.server
     token = checked_server_token(settings)
     recorded = None
-    session = {"name": "analysis", "mode": "serve"}
+    session: dict[str, Any] = {"name": "analysis", "mode": "serve"}
     if args.session:
         try:
             recorded = RecordedSession(args.session)

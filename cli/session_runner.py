@@ -9,12 +9,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from pipeline.prediction import Prediction
 from pipeline.settings import Settings
 from stream.config import AcquisitionConfig
 
+if TYPE_CHECKING:
+    from viewer.csv_validation import AnalysisLimits
 
-def print_prediction(prediction) -> None:
+
+def print_prediction(prediction: Prediction) -> None:
     """One line per prediction on the terminal."""
     probabilities = " ".join(f"{name}={p:.2f}" for name, p in prediction.probabilities.items())
     truth = f"  scored={prediction.stage}" if prediction.stage else ""
@@ -25,7 +30,7 @@ def print_prediction(prediction) -> None:
     )
 
 
-def analysis_limits(settings: Settings):
+def analysis_limits(settings: Settings) -> AnalysisLimits:
     """The analysis page's upload limits from the configuration."""
     from viewer.csv_validation import AnalysisLimits
 
@@ -62,7 +67,7 @@ def run_session(
     acquisition_config: AcquisitionConfig,
     *,
     name: str,
-    session_info: dict,
+    session_info: dict[str, Any],
     keep_going: Callable[[], bool] = lambda: True,
     outlet_prefix: str = "sleepstream",
 ) -> int:

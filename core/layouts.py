@@ -20,7 +20,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pylsl
 
 VOLUME_TRIGGER = "R128"
 """Marker of an fMRI volume's acquisition (the scanner's trigger, as BrainVision Recorder writes it)."""
@@ -56,7 +59,7 @@ def new_identity(prefix: str, kind: str, token: str | None = None) -> StreamIden
 
 def fmri_stream_info(
     identity: StreamIdentity, region_names: Sequence[str], tr: float, description: Mapping[str, str]
-) -> Any:
+) -> pylsl.StreamInfo:
     """The ``pylsl.StreamInfo`` of an fMRI stream.
 
     Parameters
@@ -89,7 +92,7 @@ def fmri_stream_info(
     return info
 
 
-def fmri_layout(info: Any) -> tuple[list[str], float]:
+def fmri_layout(info: pylsl.StreamInfo) -> tuple[list[str], float]:
     """Region names and TR of an fMRI stream, from its ``pylsl.StreamInfo``.
 
     Streams from other software may lack labels (regions are then ``region1``...) or the

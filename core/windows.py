@@ -6,11 +6,13 @@ Cut by :mod:`stream.windower`, read by the features, the pipeline and the report
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
 MIN_FMRI_VOLUMES = 8
 """Fewest volumes in a window's fMRI window for it to be usable and to give fMRI features."""
+
 
 @dataclass
 class WindowQuality:
@@ -72,7 +74,7 @@ class WindowQuality:
         """Channels not to use: non-finite or flat."""
         return sorted(set(self.nonfinite_channels) | set(self.flat_channels))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (a shallow copy: every field is a number, a string or a list of strings)."""
         record = {name: getattr(self, name) for name in _QUALITY_FIELDS}
         for name in ("nonfinite_channels", "flat_channels", "problems"):

@@ -426,7 +426,9 @@ def band_powers(psd: np.ndarray, freqs: np.ndarray, config: FeatureConfig) -> np
 
 
 @functools.lru_cache(maxsize=8)
-def _band_membership(n_freqs: int, first: float, df: float, bands: tuple) -> np.ndarray:
+def _band_membership(
+    n_freqs: int, first: float, df: float, bands: tuple[tuple[float, float], ...]
+) -> np.ndarray:
     """Band membership matrix (n_freqs, n_bands) of 0 and 1.
 
     Bin f is in band (low, high) when low <= f < high; the last band also takes f == high.

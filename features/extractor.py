@@ -68,7 +68,7 @@ class FeatureExtractor:
     def __init__(self, config: FeatureConfig | None = None) -> None:
         self.config = config or FeatureConfig()
         self._welch: IncrementalWelch | None = None
-        self._eeg_rows: np.ndarray | None = None
+        self._eeg_rows: np.ndarray = np.array([], dtype=int)  # set with the Welch state
         self._eeg_take: np.ndarray | slice | None = None
         self._ch_types: tuple[str, ...] | None = None
         self._ch_names: tuple[str, ...] | None = None

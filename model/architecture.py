@@ -13,9 +13,15 @@ baselines of the evaluation).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from model.keras_env import import_keras
 
-keras = import_keras()
+import_keras()  # TensorFlow's start-up chatter filtered, the TensorFlow backend chosen: then keras
+import keras  # noqa: E402
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 N_EEG = 7
 N_FMRI = 4
@@ -25,20 +31,20 @@ N_FMRI = 4
 class FeatureSlice(keras.layers.Layer):
     """Select features ``start:stop`` of the last axis."""
 
-    def __init__(self, start: int, stop: int, **kwargs) -> None:
+    def __init__(self, start: int, stop: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.start = start
         self.stop = stop
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         """Slice the last axis."""
         return inputs[..., self.start : self.stop]
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         """Same shape with ``stop - start`` features."""
         return (*input_shape[:-1], self.stop - self.start)
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         """Serialisable configuration."""
         return {**super().get_config(), "start": self.start, "stop": self.stop}
 
@@ -52,7 +58,7 @@ def build_fusion_model(
     rnn_units: int = 16,
     dense_units: int = 32,
     dropout: float = 0.2,
-):
+) -> keras.Model:
     """Build (and compile) the fusion model.
 
     Parameters

@@ -15,11 +15,15 @@ import platform
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from features.names import FEATURE_NAMES
 from model.dataset import Scaler
+
+if TYPE_CHECKING:
+    import keras
 
 BUNDLE_FORMAT = 1
 MODEL_FILE = "model.keras"
@@ -50,19 +54,19 @@ def library_versions() -> dict[str, str]:
 class ModelBundle:
     """A loaded (or freshly trained) model with its metadata."""
 
-    model: object
+    model: keras.Model
     scaler: Scaler
     labels: str
     label_names: tuple[str, ...]
     context: int
     feature_names: tuple[str, ...] = FEATURE_NAMES
-    training: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
-    versions: dict = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
 
     @property
-    def identity(self) -> dict:
+    def identity(self) -> dict[str, Any]:
         """What identifies this bundle in a session record."""
         return {
             "path": str(self.path) if self.path else None,
@@ -84,7 +88,7 @@ class ModelBundle:
         folder.mkdir(parents=True, exist_ok=True)
         self.model.save(folder / MODEL_FILE)
         self.versions = library_versions()
-        meta = {
+        meta: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
             "feature_names": list(self.feature_names),
             "labels": self.labels,

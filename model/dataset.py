@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -93,12 +95,12 @@ class Scaler:
             scaled = np.clip((features - self.mean) / self.scale, -MAX_STANDARD_SCORE, MAX_STANDARD_SCORE)
         return np.where(np.isfinite(features), scaled, 0.0).astype(np.float32)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, list[float]]:
         """JSON-ready form."""
         return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
 
     @classmethod
-    def from_dict(cls, record: dict) -> Scaler:
+    def from_dict(cls, record: Mapping[str, Any]) -> Scaler:
         """Inverse of :meth:`to_dict`."""
         return cls(mean=np.asarray(record["mean"], float), scale=np.asarray(record["scale"], float))
 

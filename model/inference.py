@@ -16,19 +16,29 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from features.names import FEATURE_NAMES
 from model.dataset import Scaler
 
+if TYPE_CHECKING:
+    import keras
+
+    from model.bundle import ModelBundle
+
+# The model as one call: a (1, K, 11) batch of scaled features to the probabilities of the last window.
+ModelCall = Callable[[np.ndarray], np.ndarray]
+
 BACKENDS = ("tf-function", "litert")  # how a Predictor can run the model
 
 LITERT_FILE = "model.tflite"
 
 
-def export_litert(bundle, path: str | Path | None = None) -> Path:
+def export_litert(bundle: ModelBundle, path: str | Path | None = None) -> Path:
     """Write the bundle's model as a LiteRT flatbuffer (``model.tflite`` in the bundle by default)."""
     from model.keras_env import import_tensorflow
 
@@ -40,7 +50,11 @@ def export_litert(bundle, path: str | Path | None = None) -> Path:
     concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
     frozen = convert_variables_to_constants_v2(concrete)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-    path = Path(path) if path is not None else Path(bundle.path) / LITERT_FILE
+    if path is None:
+        if bundle.path is None:
+            raise ValueError("the bundle has no folder (save it first) and no path was given")
+        path = bundle.path / LITERT_FILE
+    path = Path(path)
     path.write_bytes(converter.convert())
     return path
 
@@ -57,21 +71,28 @@ class Predictor:
         ``"tf-function"`` or ``"litert"``.
     """
 
-    def __init__(self, bundle_or_folder, backend: str = "tf-function") -> None:
+    def __init__(self, bundle_or_folder: ModelBundle | str | Path, backend: str = "tf-function") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be 'tf-function' or 'litert', got {backend!r}")
         self.backend = backend
         if backend == "litert":
-            folder = Path(getattr(bundle_or_folder, "path", bundle_or_folder))
+            from model.bundle import ModelBundle
+
+            if isinstance(bundle_or_folder, ModelBundle):
+                if bundle_or_folder.path is None:
+                    raise ValueError("backend 'litert' reads a saved bundle's folder; this bundle has none")
+                folder = bundle_or_folder.path
+            else:
+                folder = Path(bundle_or_folder)
             meta = json.loads((folder / "bundle.json").read_text())
             self.context = int(meta["context"])
-            self.label_names = tuple(meta["label_names"])
+            self.label_names: tuple[str, ...] = tuple(meta["label_names"])
             self.scaler = Scaler.from_dict(meta["scaler"])
             if tuple(meta["feature_names"]) != FEATURE_NAMES:
                 raise ValueError(
                     f"{folder}: bundle features {meta['feature_names']} differ from {list(FEATURE_NAMES)}"
                 )
-            self._call = self._litert(folder / LITERT_FILE)
+            self._call: ModelCall = self._litert(folder / LITERT_FILE)
         else:
             from model.bundle import ModelBundle, load_bundle
 
@@ -120,7 +141,7 @@ class Predictor:
         batch = self.scaler.transform(np.stack(history))[np.newaxis]
         return self._call(batch)
 
-    def _tf_function(self, keras_model):
+    def _tf_function(self, keras_model: keras.Model) -> ModelCall:
         from model.keras_env import import_tensorflow
 
         tf = import_tensorflow()
@@ -140,7 +161,7 @@ class Predictor:
         self.jit_compiled = jit
         return lambda batch: function(batch).numpy()[0]
 
-    def _litert(self, path: Path):
+    def _litert(self, path: Path) -> ModelCall:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no LiteRT model in the bundle (export it with export_litert)")
         from model.keras_env import litert_interpreter

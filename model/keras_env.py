@@ -15,6 +15,11 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ai_edge_litert.interpreter import Interpreter
 
 # Lines of native start-up chatter: absl INFO records ("I1203 ... file.cc:12] ..."), absl's notice
 # that it is not initialised, the second line of the CPU-instruction notice, LiteRT's delegate notice.
@@ -62,7 +67,7 @@ def _quiet_environment() -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
-def import_tensorflow():
+def import_tensorflow() -> ModuleType:
     """Return the ``tensorflow`` module with its start-up chatter silenced."""
     _quiet_environment()
     if "tensorflow" in sys.modules:
@@ -73,7 +78,7 @@ def import_tensorflow():
     return tensorflow
 
 
-def import_keras():
+def import_keras() -> ModuleType:
     """Return the ``keras`` module (TensorFlow backend) with TensorFlow's start-up chatter silenced."""
     import_tensorflow()
     import keras
@@ -81,7 +86,7 @@ def import_keras():
     return keras
 
 
-def litert_interpreter(model_path: str):
+def litert_interpreter(model_path: str) -> Interpreter:
     """A LiteRT ``Interpreter`` of ``model_path`` with its tensors allocated, without its notices."""
     with native_startup_chatter_filtered():
         from ai_edge_litert.interpreter import Interpreter

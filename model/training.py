@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ SURROGATE_NOTE = (
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train.
+    """How to train: the ``[train]`` section of the configuration.
 
     Parameters
     ----------
@@ -54,11 +55,20 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        label_names(self.labels)
-        if self.context < 1:
-            raise ValueError(f"context must be >= 1, got {self.context}")
-        if self.folds == 1 or self.folds < 0:
-            raise ValueError(f"folds must be 0 (none) or >= 2, got {self.folds}")
+        try:
+            label_names(self.labels)
+        except ValueError as err:
+            raise ValueError(f"TrainConfig.labels: {err}") from None
+        checks = {
+            "context": (self.context >= 1, ">= 1"),
+            "folds": (self.folds == 0 or self.folds >= 2, "0 (none) or >= 2"),
+            "epochs": (self.epochs >= 1, ">= 1"),
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "patience": (self.patience >= 0, ">= 0"),
+        }
+        for name, (ok, allowed) in checks.items():
+            if not ok:
+                raise ValueError(f"TrainConfig.{name} must be {allowed}, got {getattr(self, name)!r}")
 
 
 @dataclass
@@ -101,14 +111,15 @@ class _EpochBar:
 
         keras = import_keras()
         bar = tqdm(total=total, desc=description, unit="epoch", disable=not enabled, leave=False)
+        base: Any = keras.callbacks.Callback
 
-        class Callback(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
+        class Callback(base):
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 bar.update(1)
                 if logs:
                     bar.set_postfix(loss=f"{logs.get('loss', 0):.3f}", val=f"{logs.get('val_loss', 0):.3f}")
 
-            def on_train_end(self, logs=None):
+            def on_train_end(self, logs: dict[str, float] | None = None) -> None:
                 bar.close()
 
         self.callback = Callback()
@@ -123,7 +134,7 @@ def fit_network(
     config: TrainConfig,
     branches: str = "both",
     progress: str | None = None,
-):
+) -> Any:
     """Train one network with class weights and early stopping; return it (best weights)."""
     from model.architecture import build_fusion_model
     from model.keras_env import import_keras
@@ -162,7 +173,9 @@ def split_validation(subjects: np.ndarray, train: np.ndarray, seed: int) -> tupl
     return train & ~val, val
 
 
-def compare_models(data: Prepared, train: np.ndarray, test: np.ndarray, config: TrainConfig, progress: bool):
+def compare_models(
+    data: Prepared, train: np.ndarray, test: np.ndarray, config: TrainConfig, progress: bool
+) -> dict[str, tuple[np.ndarray, Any, Scaler | None]]:
     """Fusion model, EEG-only, fMRI-only, logistic regression and majority on one split.
 
     Returns
@@ -175,7 +188,7 @@ def compare_models(data: Prepared, train: np.ndarray, test: np.ndarray, config: 
     scaler = Scaler.fit(data.current[fit_rows])
     x = scaler.transform(data.sequences)
     n_classes = len(data.names)
-    results = {}
+    results: dict[str, tuple[np.ndarray, Any, Scaler | None]] = {}
     for name, branches in (("fusion", "both"), ("eeg_only", "eeg"), ("fmri_only", "fmri")):
         network = fit_network(
             x[fit_rows], data.y[fit_rows], x[val_rows], data.y[val_rows], n_classes, config, branches,
@@ -283,6 +296,7 @@ def train_and_report(
         ),
     }
     _, network, scaler = results["fusion"]
+    assert scaler is not None  # the networks are trained on scaled features
     bundle = ModelBundle(
         model=network,
         scaler=scaler,
@@ -329,8 +343,9 @@ def evaluate_bundle(
         "data": _data_summary(data),
         "bundle": bundle.identity,
     }
-    proba = bundle.predict_sequences(data.sequences[unseen]) if unseen.any() else None
+    proba = None
     if unseen.any():
+        proba = bundle.predict_sequences(data.sequences[unseen])
         y = data.y[unseen]
         train_rows = ~unseen if (~unseen).any() else unseen
         report["test"] = {

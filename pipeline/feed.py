@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 MESSAGE_TYPES = ("prediction", "status", "session")
 QUEUE_SIZE = 256
@@ -24,14 +25,14 @@ class Client:
 
     identifier: int
     types: set[str]
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    queue: asyncio.Queue[EncodedMessage] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     dropped: int = 0
     reported_dropped: int = 0
     full_since: float | None = None
     stalled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class EncodedMessage(dict):
+class EncodedMessage(dict[str, Any]):
     """A message with its JSON text, encoded once however many clients receive it.
 
     Parameters
@@ -44,7 +45,7 @@ class EncodedMessage(dict):
 
     __slots__ = ("text",)
 
-    def __init__(self, message: dict, text: str | None = None) -> None:
+    def __init__(self, message: dict[str, Any], text: str | None = None) -> None:
         super().__init__(message)
         self.text = (
             text if text is not None else json.dumps(message, separators=(",", ":"), ensure_ascii=False)
@@ -76,7 +77,7 @@ class Broadcaster:
         """Forget a client."""
         self.clients.pop(client.identifier, None)
 
-    def publish(self, message: dict) -> None:
+    def publish(self, message: dict[str, Any]) -> None:
         """Queue ``message`` for every client subscribed to its type (encoded once for all of them)."""
         self.published += 1
         if not isinstance(message, EncodedMessage):

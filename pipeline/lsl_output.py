@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pipeline.prediction import Prediction
+
+if TYPE_CHECKING:
+    import pylsl
 
 
 class PredictionOutlet:
@@ -21,7 +26,7 @@ class PredictionOutlet:
         Stream-name prefix: ``<prefix>-Probabilities`` and ``<prefix>-Label``.
     """
 
-    def __init__(self, label_names, prefix: str = "sleepstream") -> None:
+    def __init__(self, label_names: Sequence[str], prefix: str = "sleepstream") -> None:
         import pylsl
 
         token = uuid.uuid4().hex[:8]
@@ -41,16 +46,17 @@ class PredictionOutlet:
             self.names[1], "Markers", 1, pylsl.IRREGULAR_RATE, "string", f"{prefix}-label-{token}"
         )
         self.label_names = tuple(label_names)
-        self._probabilities = pylsl.StreamOutlet(probabilities)
-        self._label = pylsl.StreamOutlet(label)
+        self._probabilities: pylsl.StreamOutlet | None = pylsl.StreamOutlet(probabilities)
+        self._label: pylsl.StreamOutlet | None = pylsl.StreamOutlet(label)
 
     def __call__(self, prediction: Prediction) -> None:
         """Push one prediction (a pipeline sink); nothing once closed."""
-        if self._label is None:
+        probabilities, label = self._probabilities, self._label
+        if probabilities is None or label is None:
             return
         values = [prediction.probabilities[name] for name in self.label_names]
-        self._probabilities.push_sample(values, prediction.stream_time)
-        self._label.push_sample([prediction.label], prediction.stream_time)
+        probabilities.push_sample(values, prediction.stream_time)
+        label.push_sample([prediction.label], prediction.stream_time)
 
     def close(self) -> None:
         """Withdraw both streams from the network (LabRecorder sees them end)."""
@@ -59,5 +65,5 @@ class PredictionOutlet:
     def __enter__(self) -> PredictionOutlet:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

@@ -68,7 +68,9 @@ def session_windows(session: Session, window_config: WindowConfig | None = None)
     yield from windower.flush()
 
 
-def window_record(window: Window, features: FeatureVector, run_origin: float = 0.0) -> dict:
+def window_record(
+    window: Window, features: FeatureVector, run_origin: float = 0.0
+) -> dict[str, float | str | None]:
     """One table row: window bounds, the 11 features, quality flags and the scored stage.
 
     Parameters
@@ -82,7 +84,7 @@ def window_record(window: Window, features: FeatureVector, run_origin: float = 0
         given in seconds from it (the scoring's time base).
     """
     quality = window.quality
-    record = {
+    record: dict[str, float | str | None] = {
         "window": window.index,
         "start": round(window.start - run_origin, 6),
         "end": round(window.end - run_origin, 6),

@@ -13,7 +13,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from core.windows import Window
 from features.extractor import FeatureExtractor
+from model.inference import Predictor
 from pipeline.prediction import Prediction
 from stream.acquisition import Acquisition
 
@@ -28,14 +30,23 @@ class Pipeline:
     ----------
     acquisition : Acquisition
         A started acquisition.
-    predictor : model.inference.Predictor
+    predictor : Predictor
         Live predictor of a loaded bundle.
     extractor : FeatureExtractor | None
         The feature computation (documented defaults when None).
+
+    Attributes
+    ----------
+    on_window : Callable[[Window], None] | None
+        Instrumentation hook: called with each window as :meth:`run` takes it from the queue,
+        before its features are computed. It must return at once.
+    on_prediction : Callable[[Prediction], None] | None
+        Instrumentation hook: called with each prediction as soon as it is computed, before
+        any sink. It must return at once (the latency benchmark timestamps the stages with these).
     """
 
     def __init__(
-        self, acquisition: Acquisition, predictor, extractor: FeatureExtractor | None = None
+        self, acquisition: Acquisition, predictor: Predictor, extractor: FeatureExtractor | None = None
     ) -> None:
         self.acquisition = acquisition
         self.predictor = predictor
@@ -45,12 +56,14 @@ class Pipeline:
         self.predictions = 0
         self.errors = 0
         self.running = False
+        self.on_window: Callable[[Window], None] | None = None
+        self.on_prediction: Callable[[Prediction], None] | None = None
 
     def add_sink(self, sink: Callable[[Prediction], None]) -> None:
         """Call ``sink(prediction)`` for every prediction."""
         self.sinks.append(sink)
 
-    def process(self, window) -> Prediction:
+    def process(self, window: Window) -> Prediction:
         """Features and prediction of one window (also usable offline)."""
         started = time.perf_counter()
         if window.quality.restarted:
@@ -75,7 +88,11 @@ class Pipeline:
         try:
             async for window in self.acquisition.windows():
                 try:
+                    if self.on_window is not None:
+                        self.on_window(window)
                     prediction = self.process(window)
+                    if self.on_prediction is not None:
+                        self.on_prediction(prediction)
                 except Exception:  # one bad window must not stop a night's monitoring
                     self.errors += 1
                     logger.exception("window %s could not be processed", window.index)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
+
+from core.windows import Window
 
 PROTOCOL_VERSION = 1
 
@@ -45,14 +49,20 @@ class Prediction:
     label: str
     probabilities: dict[str, float]
     features: dict[str, float]
-    quality: dict
+    quality: dict[str, Any]
     stage: str | None = None
     latency_ms: float = 0.0
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_probabilities(
-        cls, window, probabilities: np.ndarray, label_names, features: dict, quality: dict, latency_ms: float
+        cls,
+        window: Window,
+        probabilities: np.ndarray,
+        label_names: Sequence[str],
+        features: dict[str, float],
+        quality: dict[str, Any],
+        latency_ms: float,
     ) -> Prediction:
         """Build from a window, the model's output and the features."""
         return cls(
@@ -67,7 +77,7 @@ class Prediction:
             latency_ms=latency_ms,
         )
 
-    def to_message(self) -> dict:
+    def to_message(self) -> dict[str, Any]:
         """The ``prediction`` message of the websocket protocol (``docs/protocol.md``)."""
         return {
             "type": "prediction",
@@ -86,7 +96,7 @@ class Prediction:
         }
 
     @cached_property
-    def message(self) -> dict:
+    def message(self) -> dict[str, Any]:
         """The ``prediction`` message, built once for every sink (a prediction is not changed once made)."""
         return self.to_message()
 

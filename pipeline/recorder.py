@@ -13,11 +13,12 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from pipeline.prediction import Prediction
 
 
-def read_predictions(path: str | Path) -> list[dict]:
+def read_predictions(path: str | Path) -> list[dict[str, Any]]:
     """Read a ``predictions.jsonl``, ignoring a last line cut short by a crash."""
     records = []
     with Path(path).open(encoding="utf-8") as handle:
@@ -44,7 +45,7 @@ class SessionRecorder:
         Also force each line to disk (survives a power cut, costs a disk sync per window).
     """
 
-    def __init__(self, root: str | Path, name: str, metadata: dict, fsync: bool = False) -> None:
+    def __init__(self, root: str | Path, name: str, metadata: dict[str, Any], fsync: bool = False) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self.folder = Path(root) / f"{stamp}_{name}"
         self.folder.mkdir(parents=True, exist_ok=False)

@@ -1,7 +1,8 @@
 """One typed configuration for every command: defaults, a TOML file, then command-line flags.
 
 The sections reuse each part's own typed configuration (``stream.config.WindowConfig``,
-``features.config.FeatureConfig``), so a value is validated by the part that uses it.
+``features.config.FeatureConfig``, ``scanner.config.SourceConfig`` for ``fmri-source``,
+``model.training.TrainConfig`` for ``train``), so a value is validated by the part that uses it.
 ``run_stream.py config`` prints the effective configuration as TOML; the same text, edited,
 is a valid ``--config`` file.
 """
@@ -15,9 +16,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from features.config import FeatureConfig
 from model.bundle import DEFAULT_BUNDLE
+from model.training import TrainConfig
+from scanner.config import SourceConfig
 from stream.config import AcquisitionConfig, StreamQuery, WindowConfig
 
 if sys.version_info >= (3, 11):
@@ -147,6 +151,11 @@ class RecordingSettings:
     fsync: bool = False
 
 
+def _command_source_config() -> SourceConfig:
+    """``fmri-source``'s defaults: the first volume is held up to 5 s for a consumer to connect."""
+    return SourceConfig(wait_for_consumers=5.0)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of every command, in one place.
@@ -161,6 +170,12 @@ class Settings:
     model : ModelSettings
     server : ServerSettings
     recording : RecordingSettings
+    fmri_source : SourceConfig
+        ``run_stream.py fmri-source``: stream name, TR, mask and atlas, timing (the watched
+        folder is the command's ``--watch``).
+    train : TrainConfig
+        ``run_stream.py train``: labels, context, folds, optimisation budget, seed (the feature
+        table and the bundle folder are the command's arguments).
     """
 
     lsl_config: str | None = None
@@ -170,6 +185,8 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
+    fmri_source: SourceConfig = field(default_factory=_command_source_config)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def acquisition(self) -> AcquisitionConfig:
         """The acquisition configuration these settings describe."""
@@ -187,7 +204,7 @@ class Settings:
             inlet_buffer_seconds=streams.inlet_buffer_seconds,
         )
 
-    def replace(self, section: str, **values) -> Settings:
+    def replace(self, section: str, **values: Any) -> Settings:
         """A copy with some values of one section changed (``None`` values are ignored).
 
         Parameters
@@ -210,9 +227,10 @@ class Settings:
             raise SettingsError(f"[{section}]: {err}") from None
         return dataclasses.replace(self, **{section: updated})
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """Plain data (for ``session.json``, ``/api/config`` and ``run_stream.py config``)."""
-        return _plain(dataclasses.asdict(self))
+        plain: dict[str, Any] = _plain(dataclasses.asdict(self))
+        return plain
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -222,7 +240,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
     ----------
     path : str | Path | None
         A TOML file with any of the sections ``streams``, ``window``, ``features``, ``model``,
-        ``server``, ``recording`` and the top-level key ``lsl_config``.
+        ``server``, ``recording``, ``fmri_source``, ``train`` and the top-level key ``lsl_config``.
+        A key left out keeps its default.
 
     Returns
     -------
@@ -243,12 +262,14 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise SettingsError(f"configuration file {path} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise SettingsError(f"{path} is not valid TOML: {err}") from None
-    return _build(Settings, data, where=str(path))
+    settings: Settings = _build(Settings(), data, where=str(path))
+    return settings
 
 
-def _build(cls, data: dict, where: str, section: str | None = None):
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+def _build(defaults: Any, data: dict[str, Any], where: str, section: str | None = None) -> Any:
+    """``defaults`` (a dataclass instance) with the values of ``data`` checked and applied."""
+    hints = typing.get_type_hints(type(defaults))
+    known = {f.name for f in dataclasses.fields(defaults)}
     unknown = sorted(set(data) - known)
     label = f"{where}: [{section}]" if section else where
     if unknown:
@@ -259,16 +280,16 @@ def _build(cls, data: dict, where: str, section: str | None = None):
         if dataclasses.is_dataclass(kind):
             if not isinstance(raw, dict):
                 raise SettingsError(f"{where}: [{name}] must be a table, got {raw!r}")
-            values[name] = _build(kind, raw, where, name)
+            values[name] = _build(getattr(defaults, name), raw, where, name)
         else:
             values[name] = _convert(raw, kind, f"{label} {name}")
     try:
-        return cls(**values)
+        return dataclasses.replace(defaults, **values)
     except (TypeError, ValueError) as err:
         raise SettingsError(f"{label}: {err}") from None
 
 
-def _convert(raw, kind, label: str):
+def _convert(raw: Any, kind: Any, label: str) -> Any:
     """Check a TOML value against a field's type (TOML has no null: leave a key out for None)."""
     options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
     for option in options:
@@ -279,6 +300,8 @@ def _convert(raw, kind, label: str):
             return raw
         if origin in (str, bool) and isinstance(raw, origin):
             return raw
+        if origin is Path and isinstance(raw, str):
+            return Path(raw)
         if origin is tuple and isinstance(raw, list):
             return tuple(raw)
         if origin is dict and isinstance(raw, dict):
@@ -287,11 +310,13 @@ def _convert(raw, kind, label: str):
     raise SettingsError(f"{label} = {raw!r}: expected {expected}")
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
     return value
 
 
@@ -314,11 +339,11 @@ def to_toml(settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _toml_line(key: str, value) -> str:
+def _toml_line(key: str, value: Any) -> str:
     return f"# {key} =   (not set)" if value is None else f"{key} = {_toml_value(value)}"
 
 
-def _toml_value(value) -> str:
+def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and not math.isfinite(value):

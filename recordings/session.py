@@ -7,6 +7,7 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,10 @@ from recordings.regions import (
     region_means,
 )
 from recordings.scoring import RunScoring, read_scoring
+
+if TYPE_CHECKING:
+    import mne
+    from nibabel.spatialimages import SpatialImage
 
 _BLOCK_SECONDS = 10.0
 
@@ -56,7 +61,7 @@ class Session:
     subject: str
     task: str
     run: int
-    raw: object
+    raw: mne.io.BaseRaw
     ch_types: tuple[str, ...]
     volume_times: np.ndarray
     tr: float
@@ -210,7 +215,7 @@ def read_session(
     )
 
 
-def _read_eeg(header: Path):
+def _read_eeg(header: Path) -> mne.io.BaseRaw:
     import mne
 
     if not header.is_file():
@@ -232,7 +237,7 @@ def _channel_types(paths: RunPaths, ch_names: list[str]) -> tuple[str, ...]:
     return tuple(by_name.get(name, channel_type_from_name(name)).replace("trig", "misc") for name in ch_names)
 
 
-def _volume_triggers(raw, header: Path) -> np.ndarray:
+def _volume_triggers(raw: mne.io.BaseRaw, header: Path) -> np.ndarray:
     annotations = raw.annotations
     onsets = [
         onset - raw.first_time
@@ -266,13 +271,16 @@ def _repetition_time(paths: RunPaths) -> float:
     return float(tr)
 
 
-def _load_nifti(path: Path, ndim: int):
+def _load_nifti(path: Path, ndim: int) -> SpatialImage:
     import nibabel as nib
+    from nibabel.spatialimages import SpatialImage
 
     if not path.is_file():
         raise DatasetFormatError(path, "NIfTI file not found")
     try:
         image = nib.load(path)
+        if not isinstance(image, SpatialImage):
+            raise TypeError(f"a {type(image).__name__}, not an image on a voxel grid")
         shape = image.shape
     except Exception as err:  # nibabel raises several types for broken files
         raise DatasetFormatError(path, f"cannot be read as NIfTI: {err}") from None

@@ -33,12 +33,13 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
-# (due time, timestamp, outlet kind, value) of a marker or fMRI sample, as in the replay.
-Event = tuple[float, float, str, object]
+# (due time, timestamp, outlet kind, value) of a marker (its text) or fMRI sample (its values), as in the
+# replay.
+Event = tuple[float, float, str, str | np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class Fault:
         """One line, e.g. ``fMRI stall from 60 s to 90 s``."""
         until = "on" if math.isinf(self.end) else f"to {self.end:g} s"
         return f"{self.kind} from {self.start:g} s {until}"
+
+
+F = TypeVar("F", bound=Fault)
 
 
 @dataclass(frozen=True)
@@ -233,14 +237,17 @@ class FaultSchedule:
             if unknown:
                 raise ValueError(f"{fault.kind}: no channel {unknown} in the session ({len(index)} channels)")
         self._rows = {
-            fault: ([index[n] for n in fault.flat], [index[n] for n in fault.nan])
+            fault: (
+                np.array([index[n] for n in fault.flat], dtype=int),
+                np.array([index[n] for n in fault.nan], dtype=int),
+            )
             for fault in self.bad_channels
         }
         self.rate_factor = rate_errors[0].factor if rate_errors else 1.0
         #: Whether EEG samples need their own timestamps (not derived by liblsl at the nominal rate).
         self.retimes_eeg = bool(rate_errors or self.clock_jumps)
 
-    def _of(self, cls: type[Fault]) -> tuple:
+    def _of(self, cls: type[F]) -> tuple[F, ...]:
         return tuple(fault for fault in self.faults if isinstance(fault, cls))
 
     def __bool__(self) -> bool:

@@ -31,14 +31,18 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.layouts import VOLUME_TRIGGER, fmri_stream_info, new_identity
 from core.stages import EPOCH_SECONDS
 from recordings.session import Session
-from simulators.faults import Fault, FaultSchedule
+from simulators.faults import Event, Fault, FaultSchedule
+
+if TYPE_CHECKING:
+    import pylsl
 
 # The replay wakes when the next EEG sample falls due (every sample period at real time), but at most
 # every MIN_TICK_SECONDS and at least every MAX_TICK_SECONDS: samples leave within a millisecond or
@@ -78,6 +82,14 @@ class SessionPlayer:
     faults : sequence of Fault
         Stream faults to inject (:mod:`simulators.faults`), at times of the replay
         (session time since the start, continuing across loops). None by default.
+    block_seconds : float | None
+        At a finite speed, push the EEG every ``block_seconds`` of wall time, as an amplifier
+        that delivers fixed blocks; None (default) pushes samples as they fall due.
+    on_push : Callable[[str, float, int], None] | None
+        Instrumentation hook, called in the replay thread just before each EEG chunk, fMRI
+        sample or marker is handed to liblsl, with the stream (``"EEG"``, ``"fMRI"``,
+        ``"Triggers"``, ``"Truth"``), the timestamp of its last sample and its number of
+        samples. It must return at once (the benchmarks timestamp pushes with it).
 
     Attributes
     ----------
@@ -107,6 +119,8 @@ class SessionPlayer:
         wait_for_consumers: float = 0.0,
         fmri_stamp_error: float = 0.0,
         faults: Sequence[Fault] = (),
+        block_seconds: float | None = None,
+        on_push: Callable[[str, float, int], None] | None = None,
     ) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be > 0 (math.inf for as fast as possible), got {speed}")
@@ -124,6 +138,10 @@ class SessionPlayer:
         if not 0 <= fmri_stamp_error < session.tr / 2:
             raise ValueError(f"fmri_stamp_error must be in [0, TR/2), got {fmri_stamp_error}")
         self.fmri_stamp_error = float(fmri_stamp_error)
+        if block_seconds is not None and not block_seconds > 0:
+            raise ValueError(f"block_seconds must be > 0, got {block_seconds}")
+        self.block_seconds = block_seconds
+        self.on_push = on_push
         self.faults = FaultSchedule(faults, session.ch_names)
         if self.faults and math.isinf(self.speed):
             raise ValueError("faults need a finite speed: at speed max everything is sent at once")
@@ -134,7 +152,7 @@ class SessionPlayer:
         token = uuid.uuid4().hex[:8]
         kinds = ["EEG", "fMRI", "Triggers", *(["Truth"] if with_truth else [])]
         self.streams = {kind: new_identity(self.prefix, kind, token) for kind in kinds}
-        self._outlets: dict = {}
+        self._outlets: dict[str, pylsl.StreamOutlet] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._finished = threading.Event()
@@ -176,11 +194,11 @@ class SessionPlayer:
     def __enter__(self) -> SessionPlayer:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     # -- outlets -----------------------------------------------------------
-    def _make_outlets(self) -> dict:
+    def _make_outlets(self) -> dict[str, pylsl.StreamOutlet]:
         import pylsl
 
         session = self.session
@@ -211,7 +229,7 @@ class SessionPlayer:
             outlets["Truth"] = pylsl.StreamOutlet(truth, max_buffered=buffered)
         return outlets
 
-    def _eeg_outlet(self):
+    def _eeg_outlet(self) -> pylsl.StreamOutlet:
         """A new EEG outlet (also when an outlet-loss fault ends: same name and source_id)."""
         import pylsl
 
@@ -230,7 +248,7 @@ class SessionPlayer:
         self._describe(eeg, reference="FCz", manufacturer="Brain Products (replay)")
         return pylsl.StreamOutlet(eeg, max_buffered=self._buffered)
 
-    def _marker_info(self, kind: str, **extra: str):
+    def _marker_info(self, kind: str, **extra: str) -> pylsl.StreamInfo:
         """StreamInfo of a one-channel irregular string marker stream."""
         import pylsl
 
@@ -250,7 +268,7 @@ class SessionPlayer:
             "speed": f"{self.speed:g}",
         }
 
-    def _describe(self, info, **extra: str) -> None:
+    def _describe(self, info: pylsl.StreamInfo, **extra: str) -> None:
         desc = info.desc().append_child("session")
         for key, value in {**self._session_description(), **extra}.items():
             desc.append_child_value(key, value)
@@ -306,6 +324,8 @@ class SessionPlayer:
 
     def _tick(self, next_sample: int, now: float) -> float:
         """Wall seconds to sleep until the next EEG sample is due, within the tick bounds."""
+        if self.block_seconds is not None:
+            return self.block_seconds
         until_due = (next_sample / self.session.sfreq - now) / self.speed
         return min(MAX_TICK_SECONDS, max(MIN_TICK_SECONDS, until_due))
 
@@ -332,15 +352,19 @@ class SessionPlayer:
             return
         chunk = faults.corrupt_eeg(self.session.eeg_samples(start, stop), offset + times)
         stamps = t0 + times + faults.eeg_clock_shift(offset + times)
+        if self.on_push is not None:
+            self.on_push("EEG", float(stamps[-1]), stop - start)
         # Without retiming, liblsl stamps earlier samples of the chunk back from the last at 1/sfreq.
         self._outlets["EEG"].push_chunk(chunk, stamps if faults.retimes_eeg else float(stamps[-1]))
         self.samples_pushed += stop - start
 
-    def _push_events(self, events: list, next_event: int, now: float, t0: float) -> int:
+    def _push_events(self, events: list[Event], next_event: int, now: float, t0: float) -> int:
         """Push the markers and fMRI samples due by ``now``; return the next one to push."""
         while next_event < len(events) and events[next_event][0] <= now:
             _, stamp, kind, value = events[next_event]
             outlet = self._outlets[kind]
+            if self.on_push is not None:
+                self.on_push(kind, t0 + stamp, 1)
             if kind == "fMRI":
                 outlet.push_sample(value, t0 + stamp)
             else:
@@ -362,16 +386,16 @@ class SessionPlayer:
             self._outlets["EEG"] = self._eeg_outlet()
             self.fault_log.append((pylsl.local_clock(), f"EEG outlet open again at {replay_time:.2f} s"))
 
-    def _event_schedule(self, volume_offset: int) -> list[tuple[float, float, str, object]]:
+    def _event_schedule(self, volume_offset: int) -> list[Event]:
         """Every marker and fMRI sample as (due time, timestamp, outlet, value)."""
         session = self.session
-        events: list[tuple[float, float, str, object]] = []
+        events: list[Event] = []
         errors = np.random.default_rng(volume_offset).normal(0.0, self.fmri_stamp_error, session.n_volumes)
         for index, acquired in enumerate(session.volume_times):
             events.append((acquired, acquired, "Triggers", VOLUME_TRIGGER))
             sample = np.concatenate([[volume_offset + index], session.roi_means[index]]).astype(np.float32)
             events.append((acquired + self.fmri_lag, acquired + errors[index], "fMRI", sample))
-        if self.with_truth:
+        if self.with_truth and session.scoring is not None:  # a replay with truth has a scoring
             for onset, stage in zip(session.stage_onsets, session.scoring.stages, strict=True):
                 events.append((onset, onset, "Truth", stage))
         events.sort(key=lambda event: event[0])

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -135,8 +136,8 @@ def write_surrogate_run(
         units.append("n/a")
         resolution.append(1.0)
 
-    with tempfile.TemporaryDirectory(dir=_ensure(root)) as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(dir=_ensure(root)) as folder:
+        tmp = Path(folder)
         affine = np.diag([*VOXEL_SIZE_MM, 1.0])
         image = nib.Nifti1Image(bold, affine)
         image.header.set_zooms((*VOXEL_SIZE_MM, TR))
@@ -243,7 +244,7 @@ def _copy_scoring(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _bold_sidecar(task: str) -> dict:
+def _bold_sidecar(task: str) -> dict[str, Any]:
     return {
         "TaskName": task,
         "RepetitionTime": TR,
@@ -253,7 +254,7 @@ def _bold_sidecar(task: str) -> dict:
     }
 
 
-def _eeg_sidecar(task: str, sfreq: float, duration: float, sample_index: bool) -> dict:
+def _eeg_sidecar(task: str, sfreq: float, duration: float, sample_index: bool) -> dict[str, Any]:
     base = json.loads((SHIPPED_DATASET / f"task-{task}_eeg.json").read_text())
     base.update(
         {

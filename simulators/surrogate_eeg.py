@@ -149,7 +149,13 @@ def _add_waveform(target: np.ndarray, onset: int, waveform: np.ndarray) -> None:
     target[onset:stop] += waveform[: stop - onset]
 
 
-def _spindle_train(rng, stage_idx, profile_rates, sfreq, n_times) -> np.ndarray:
+def _spindle_train(
+    rng: np.random.Generator,
+    stage_idx: np.ndarray,
+    profile_rates: dict[str, float],
+    sfreq: float,
+    n_times: int,
+) -> np.ndarray:
     rate = stage_envelope(stage_idx, profile_rates, sfreq, smooth_s=1.0) / 60 / sfreq
     out = np.zeros(n_times)
     for onset in _events(rng, rate, refractory=int(3 * sfreq)):
@@ -161,7 +167,13 @@ def _spindle_train(rng, stage_idx, profile_rates, sfreq, n_times) -> np.ndarray:
     return out
 
 
-def _kcomplex_train(rng, stage_idx, profile_rates, sfreq, n_times) -> np.ndarray:
+def _kcomplex_train(
+    rng: np.random.Generator,
+    stage_idx: np.ndarray,
+    profile_rates: dict[str, float],
+    sfreq: float,
+    n_times: int,
+) -> np.ndarray:
     rate = stage_envelope(stage_idx, profile_rates, sfreq, smooth_s=1.0) / 60 / sfreq
     out = np.zeros(n_times)
     t = np.arange(int(1.2 * sfreq)) / sfreq
@@ -173,7 +185,7 @@ def _kcomplex_train(rng, stage_idx, profile_rates, sfreq, n_times) -> np.ndarray
     return out
 
 
-def _eog(rng, stage_idx, sfreq, n_times) -> np.ndarray:
+def _eog(rng: np.random.Generator, stage_idx: np.ndarray, sfreq: float, n_times: int) -> np.ndarray:
     rolling = stage_envelope(stage_idx, {s: PROFILES[s].rolling_eye for s in STAGE_ORDER}, sfreq)
     out = rolling * band_noise(rng, n_times, sfreq, 0.1, 0.6)
     blink_rate = stage_envelope(
@@ -186,7 +198,7 @@ def _eog(rng, stage_idx, sfreq, n_times) -> np.ndarray:
     return out + 3 * rng.standard_normal(n_times)
 
 
-def _ecg(rng, stage_idx, sfreq, n_times) -> np.ndarray:
+def _ecg(rng: np.random.Generator, stage_idx: np.ndarray, sfreq: float, n_times: int) -> np.ndarray:
     heart_rate = stage_envelope(stage_idx, {s: PROFILES[s].heart_rate for s in STAGE_ORDER}, sfreq)
     phase = np.cumsum(heart_rate / 60 / sfreq * (1 + 0.03 * band_noise(rng, n_times, sfreq, 0.05, 0.4)))
     beats = np.flatnonzero(np.diff(np.floor(phase)) > 0)
@@ -198,7 +210,7 @@ def _ecg(rng, stage_idx, sfreq, n_times) -> np.ndarray:
     )
     out = np.zeros(n_times)
     for beat in beats:
-        _add_waveform(out, max(0, beat - int(0.2 * sfreq)), waveform)
+        _add_waveform(out, max(0, int(beat) - int(0.2 * sfreq)), waveform)
     return out + 10 * rng.standard_normal(n_times)
 
 

@@ -13,7 +13,8 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,14 @@ class Acquisition:
     backlog_pauses_ended_by_limit : int
         Pauses that ended after ``BACKLOG_MAX_PAUSE`` with the backlog still there
         (pulls resumed although nobody had read).
+    resolve_seconds : float
+        Time the last :meth:`connect` spent finding the streams (the rest of it opened them).
+    on_eeg_chunk : Callable[[np.ndarray], None] | None
+        Instrumentation hook: called in the acquisition thread with the dejittered timestamps
+        of every EEG chunk pulled, before it is windowed. It must return at once.
+    on_window : Callable[[Window], None] | None
+        Instrumentation hook: called in the acquisition thread with every window just before
+        it is queued. It must return at once (the benchmarks timestamp the stages with these).
 
     Examples
     --------
@@ -84,6 +93,9 @@ class Acquisition:
         self.passes = 0
         self.backlog_pauses = 0
         self.backlog_pauses_ended_by_limit = 0
+        self.resolve_seconds = 0.0
+        self.on_eeg_chunk: Callable[[np.ndarray], None] | None = None
+        self.on_window: Callable[[Window], None] | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -91,6 +103,11 @@ class Acquisition:
     def readers(self) -> list[StreamReader]:
         """Every stream reader, EEG first."""
         return [r for r in (self.eeg, self.fmri, self.triggers, self.truth) if r is not None]
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The acquisition thread (None before :meth:`start`), e.g. to read its CPU clock."""
+        return self._thread
 
     # -- lifecycle -----------------------------------------------------------
     def connect(self) -> Acquisition:
@@ -103,11 +120,15 @@ class Acquisition:
         StreamMismatchError
             If the EEG or fMRI stream differs from the configuration.
         """
+        self.resolve_seconds = 0.0
         try:
             for reader in self.readers:
                 # Opening a found stream (clock offset, subscription) gets the same bound as finding it.
                 timeout = self.config.resolve_timeout
-                reader.connect(find_stream(reader.query, timeout), open_timeout=timeout)
+                started = time.perf_counter()
+                found = find_stream(reader.query, timeout)
+                self.resolve_seconds += time.perf_counter() - started
+                reader.connect(found, open_timeout=timeout)
         except Exception:
             for reader in self.readers:
                 reader.close()
@@ -141,7 +162,7 @@ class Acquisition:
     def __enter__(self) -> Acquisition:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     async def windows(self) -> AsyncIterator[Window]:
@@ -152,7 +173,7 @@ class Acquisition:
             except QueueClosedError:
                 return
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         """Health figures of every stream and of the window queue."""
         windower = self.windower
         return {
@@ -170,11 +191,13 @@ class Acquisition:
 
     # -- internals -----------------------------------------------------------
     def _make_windower(self) -> MultiRateWindower:
-        info = self.eeg.info
+        info, fmri_info = self.eeg.info, self.fmri.info
+        if info is None or fmri_info is None:
+            raise RuntimeError("the EEG and fMRI streams must be connected first")
         ch_names = info.get_channel_labels() or [f"ch{i + 1}" for i in range(info.channel_count())]
         ch_types = info.get_channel_types() or ["eeg"] * info.channel_count()
         ch_types = [t.lower() if t else "eeg" for t in ch_types]
-        region_names, tr = fmri_layout(self.fmri.info)
+        region_names, tr = fmri_layout(fmri_info)
         return MultiRateWindower(
             self.config.window,
             info.nominal_srate(),
@@ -185,8 +208,16 @@ class Acquisition:
             use_triggers=self.triggers is not None,
         )
 
+    def _connected_windower(self) -> MultiRateWindower:
+        """The windower :meth:`connect` made (stream callbacks and the loop run only after it)."""
+        if self.windower is None:
+            raise RuntimeError("the acquisition is not connected")
+        return self.windower
+
     def _on_eeg(self, times: np.ndarray, data: np.ndarray, update: ClockUpdate) -> None:
-        windower = self.windower
+        if self.on_eeg_chunk is not None:
+            self.on_eeg_chunk(times)
+        windower = self._connected_windower()
         if update.restarted:
             logger.warning("EEG timeline jumped backwards: the streams restarted; windows start afresh")
             windower.restart()
@@ -199,7 +230,7 @@ class Acquisition:
         marker = self.config.window.trigger_marker
         picked = np.array([s for s, label in zip(stamps, labels, strict=True) if label == marker])
         if picked.size:
-            self.windower.add_triggers(picked)
+            self._connected_windower().add_triggers(picked)
 
     def _replay_history_since_restart(self) -> None:
         """Feed again what other streams delivered on the new timeline before EEG restarted.
@@ -214,11 +245,11 @@ class Acquisition:
             for stamps, data in list(reader.history):
                 self._refeed(reader, stamps, data)
 
-    def _refeed(self, reader: StreamReader, stamps: np.ndarray, data) -> None:
+    def _refeed(self, reader: StreamReader, stamps: np.ndarray, data: np.ndarray) -> None:
         if isinstance(reader, FmriReader):
             values = np.asarray(data, dtype=np.float32)
-            self.windower.add_fmri(values[:, 0], stamps, values[:, 1:])
-        elif isinstance(reader, MarkerReader):
+            self._connected_windower().add_fmri(values[:, 0], stamps, values[:, 1:])
+        elif isinstance(reader, MarkerReader) and reader.listener is not None:
             reader.listener(stamps, decode_markers(data))
 
     def _run(self) -> None:
@@ -244,7 +275,9 @@ class Acquisition:
                 received = 0
                 for reader in self.readers:
                     received += reader.pull(now)
-                for window in self.windower.poll():
+                for window in self._connected_windower().poll():
+                    if self.on_window is not None:
+                        self.on_window(window)
                     self.queue.put(window)
                 self.passes += 1
                 if time.monotonic() >= next_reconnect:

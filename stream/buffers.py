@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Generic, TypeVar
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 
 class SampleRingBuffer:
@@ -26,7 +28,7 @@ class SampleRingBuffer:
         Sample type (float32 by default).
     """
 
-    def __init__(self, capacity: int, n_channels: int, dtype=np.float32) -> None:
+    def __init__(self, capacity: int, n_channels: int, dtype: DTypeLike = np.float32) -> None:
         if capacity < 1 or n_channels < 1:
             raise ValueError(f"capacity and n_channels must be >= 1, got {capacity}, {n_channels}")
         self.capacity = capacity
@@ -136,11 +138,14 @@ class SampleRingBuffer:
         return float(times[index]) if index < times.size else None
 
 
-class EventBuffer:
+Payload = TypeVar("Payload")
+
+
+class EventBuffer(Generic[Payload]):
     """The latest events (timestamp and payload), in arrival order, bounded."""
 
     def __init__(self, capacity: int) -> None:
-        self._events: deque[tuple[float, object]] = deque(maxlen=capacity)
+        self._events: deque[tuple[float, Payload]] = deque(maxlen=capacity)
 
     def __len__(self) -> int:
         return len(self._events)
@@ -149,21 +154,21 @@ class EventBuffer:
         """Drop every event held."""
         self._events.clear()
 
-    def append(self, time: float, payload: object = None) -> None:
+    def append(self, time: float, payload: Payload) -> None:
         """Add one event."""
         self._events.append((time, payload))
 
-    def latest_before(self, time: float) -> tuple[float, object] | None:
+    def latest_before(self, time: float) -> tuple[float, Payload] | None:
         """The newest event with timestamp <= ``time``, or None."""
         for stamp, payload in reversed(self._events):
             if stamp <= time:
                 return stamp, payload
         return None
 
-    def between(self, start: float, stop: float) -> list[tuple[float, object]]:
+    def between(self, start: float, stop: float) -> list[tuple[float, Payload]]:
         """Events with ``start < time <= stop``, in time order."""
         return sorted((e for e in self._events if start < e[0] <= stop), key=lambda e: e[0])
 
-    def items(self) -> list[tuple[float, object]]:
+    def items(self) -> list[tuple[float, Payload]]:
         """Every event held, in arrival order."""
         return list(self._events)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.layouts import VOLUME_TRIGGER, stream_name
 
@@ -195,7 +196,7 @@ class AcquisitionConfig:
         return {kind: query for kind, query in given.items() if query is not None}
 
     @classmethod
-    def for_replay(cls, prefix: str, *, with_truth: bool = False, **kwargs) -> AcquisitionConfig:
+    def for_replay(cls, prefix: str, *, with_truth: bool = False, **kwargs: Any) -> AcquisitionConfig:
         """Queries for the four streams of a :class:`simulators.replay.SessionPlayer`."""
         return cls(
             eeg=StreamQuery(name=stream_name(prefix, "EEG")),

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from stream.config import StreamQuery
+
+if TYPE_CHECKING:
+    import pylsl
 
 
 class StreamNotFoundError(LookupError):
@@ -15,7 +19,7 @@ class StreamMismatchError(ValueError):
     """A stream was found but differs from the configuration (channels, rate, format)."""
 
 
-def describe_stream(info) -> str:
+def describe_stream(info: pylsl.StreamInfo) -> str:
     """One-line description of a ``pylsl.StreamInfo``."""
     return (
         f"name={info.name()!r} type={info.type()!r} source_id={info.source_id()!r} "
@@ -33,7 +37,9 @@ def xpath_predicate(query: StreamQuery) -> str:
     return " and ".join(clauses)
 
 
-def find_stream(query: StreamQuery, timeout: float, *, exclude_uids: frozenset[str] = frozenset()):
+def find_stream(
+    query: StreamQuery, timeout: float, *, exclude_uids: frozenset[str] = frozenset()
+) -> pylsl.StreamInfo:
     """Resolve the one stream matching ``query``.
 
     Parameters

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
+from typing import Any
 
 ARRIVAL_WINDOW_SECONDS = 5.0
 
@@ -91,7 +92,7 @@ class StreamHealth:
         self.connected = True
         self.error = None
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         """JSON-ready figures, with the time since data computed now."""
         if self._last_arrival is not None:
             self.seconds_since_data = round(time.monotonic() - self._last_arrival, 3)

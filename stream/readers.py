@@ -13,6 +13,8 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +22,15 @@ from stream.config import StreamQuery
 from stream.dejitter import ClockUpdate, RegularClock
 from stream.discovery import StreamMismatchError, xpath_predicate
 from stream.health import StreamHealth
+
+if TYPE_CHECKING:
+    import pylsl
+
+# What each reader passes on: EEG (times, samples, clock update), fMRI (volume indices, times, region
+# means), markers (times, labels).
+EegListener = Callable[[np.ndarray, np.ndarray, ClockUpdate], None]
+FmriListener = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+MarkerListener = Callable[[np.ndarray, list[str]], None]
 
 MAX_CHUNK = 4096  # samples per pull of the EEG (16 s at 250 Hz)
 MAX_SMALL_CHUNK = 64  # per pull of the slow streams (volumes, markers): a pull's cost grows with it
@@ -50,14 +61,14 @@ class StreamReader:
         self.query = query
         self.max_buflen = max_buflen
         self.health = StreamHealth(kind=kind)
-        self.info = None
-        self._inlet = None
-        self._resolver = None
+        self.info: pylsl.StreamInfo | None = None
+        self._inlet: pylsl.StreamInlet | None = None
+        self._resolver: pylsl.ContinuousResolver | None = None
         self._lost_uids: set[str] = set()
         self.connected_at = 0.0  # time.monotonic() of the current connection
         self.lost_at: float | None = None  # time.monotonic() of the last loss
         # Chunks received since the current connection (replayed after a timeline reset).
-        self.history: deque[tuple[np.ndarray, object]] = deque(maxlen=HISTORY_CHUNKS)
+        self.history: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=HISTORY_CHUNKS)
         self._next_loss_check = 0.0  # LSL time of the next pull made even with nothing waiting
 
     @property
@@ -65,7 +76,7 @@ class StreamReader:
         """Whether an inlet is open."""
         return self._inlet is not None
 
-    def connect(self, info, open_timeout: float = 5.0) -> None:
+    def connect(self, info: pylsl.StreamInfo, open_timeout: float = 5.0) -> None:
         """Open an inlet on ``info`` (a resolved ``pylsl.StreamInfo``)."""
         import pylsl
 
@@ -88,7 +99,7 @@ class StreamReader:
         health.connected = True
         health.error = None
 
-    def check(self, info) -> None:
+    def check(self, info: pylsl.StreamInfo) -> None:
         """Refuse a stream that does not fit (overridden per kind)."""
 
     def samples_waiting(self) -> int:
@@ -118,7 +129,7 @@ class StreamReader:
         self.handle(stamps, data, lsl_now)
         return len(stamps)
 
-    def handle(self, stamps: np.ndarray, data, lsl_now: float) -> None:
+    def handle(self, stamps: np.ndarray, data: np.ndarray, lsl_now: float) -> None:
         """Use one chunk (overridden per kind)."""
         self.health.record_arrival(len(stamps), float(stamps[-1]), lsl_now)
 
@@ -186,9 +197,9 @@ class EegReader(StreamReader):
         self._gap_tolerance = gap_tolerance
         self._backward_jump_reset = backward_jump_reset
         self.clock: RegularClock | None = None
-        self.listener = None  # callable(times, data, ClockUpdate)
+        self.listener: EegListener | None = None
 
-    def check(self, info) -> None:
+    def check(self, info: pylsl.StreamInfo) -> None:
         """Refuse an EEG stream whose format, channel count or rate differ from the configuration."""
         where = f"EEG stream {info.name()!r} (source_id {info.source_id()!r})"
         if info.nominal_srate() <= 0:
@@ -213,7 +224,7 @@ class EegReader(StreamReader):
                 f"({1 / self.clock.nominal_period:g} Hz)"
             )
 
-    def connect(self, info, open_timeout: float = 5.0) -> None:
+    def connect(self, info: pylsl.StreamInfo, open_timeout: float = 5.0) -> None:
         """Open the inlet; the dejittering clock is kept across reconnections."""
         super().connect(info, open_timeout)
         if self.clock is None:
@@ -223,23 +234,31 @@ class EegReader(StreamReader):
                 backward_jump_reset=self._backward_jump_reset,
             )
 
-    def handle(self, stamps: np.ndarray, data, lsl_now: float) -> None:
+    def handle(self, stamps: np.ndarray, data: np.ndarray, lsl_now: float) -> None:
         """Dejitter the chunk, count gaps and restarts, pass it on.
 
         A chunk in which the timeline jumps back is handled in pieces, one per timeline.
         """
-        bounds = [0, *self.clock.restart_points(stamps), len(stamps)]
+        clock = self._clock()
+        bounds = [0, *clock.restart_points(stamps), len(stamps)]
         for start, stop in itertools.pairwise(bounds):
-            self._handle_piece(stamps[start:stop], data[start:stop], lsl_now)
+            self._handle_piece(clock, stamps[start:stop], data[start:stop], lsl_now)
 
-    def _handle_piece(self, stamps: np.ndarray, data, lsl_now: float) -> None:
-        update: ClockUpdate = self.clock.process(stamps)
+    def _clock(self) -> RegularClock:
+        if self.clock is None:
+            raise RuntimeError("the EEG reader handles chunks only once connected")
+        return self.clock
+
+    def _handle_piece(
+        self, clock: RegularClock, stamps: np.ndarray, data: np.ndarray, lsl_now: float
+    ) -> None:
+        update = clock.process(stamps)
         health = self.health
         health.gaps += len(update.gaps)
         health.dropped_samples += sum(gap.missing_samples for gap in update.gaps)
         health.non_monotonic += update.non_monotonic
         health.restarts += int(update.restarted)
-        health.effective_rate = self.clock.effective_rate
+        health.effective_rate = clock.effective_rate
         health.record_arrival(len(stamps), float(update.times[-1]), lsl_now)
         if self.listener is not None:
             self.listener(update.times, np.asarray(data, dtype=np.float32), update)
@@ -250,9 +269,9 @@ class FmriReader(StreamReader):
 
     def __init__(self, query: StreamQuery, max_buflen: int = 360) -> None:
         super().__init__("fmri", query, max_buflen)
-        self.listener = None  # callable(indices, stamps, values)
+        self.listener: FmriListener | None = None
 
-    def check(self, info) -> None:
+    def check(self, info: pylsl.StreamInfo) -> None:
         """Refuse an fMRI stream without rate or regions."""
         where = f"fMRI stream {info.name()!r} (source_id {info.source_id()!r})"
         if info.nominal_srate() <= 0:
@@ -260,7 +279,7 @@ class FmriReader(StreamReader):
         if info.channel_count() < 2:
             raise StreamMismatchError(f"{where} needs a volume-index channel and at least one region")
 
-    def handle(self, stamps: np.ndarray, data, lsl_now: float) -> None:
+    def handle(self, stamps: np.ndarray, data: np.ndarray, lsl_now: float) -> None:
         """Split volume index and region means, pass them on."""
         super().handle(stamps, data, lsl_now)
         data = np.asarray(data, dtype=np.float32)
@@ -273,16 +292,16 @@ class MarkerReader(StreamReader):
 
     def __init__(self, kind: str, query: StreamQuery, max_buflen: int = 360) -> None:
         super().__init__(kind, query, max_buflen)
-        self.listener = None  # callable(stamps, labels)
+        self.listener: MarkerListener | None = None
 
-    def handle(self, stamps: np.ndarray, data, lsl_now: float) -> None:
+    def handle(self, stamps: np.ndarray, data: np.ndarray, lsl_now: float) -> None:
         """Decode the markers, pass them on."""
         super().handle(stamps, data, lsl_now)
         if self.listener is not None:
             self.listener(stamps, decode_markers(data))
 
 
-def decode_markers(data) -> list[str]:
+def decode_markers(data: np.ndarray) -> list[str]:
     """Marker strings of a string chunk (raw bytes as pulled with ``as_numpy=True``)."""
     return [
         value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value) for value in data[:, 0]

@@ -72,7 +72,7 @@ class MultiRateWindower:
         self.use_triggers = use_triggers
         self.eeg = SampleRingBuffer(config.eeg_capacity(sfreq), len(ch_names))
         self.volumes = VolumePlacer(tr, config.fmri_capacity(tr), use_triggers=use_triggers)
-        self.truth = EventBuffer(64)
+        self.truth: EventBuffer[str] = EventBuffer(64)
         self._gaps: deque[Gap] = deque(maxlen=256)
         self._expected = round(config.eeg_window * sfreq)
         self._voltage = np.array([t in VOLTAGE_TYPES for t in self.ch_types])
@@ -149,7 +149,7 @@ class MultiRateWindower:
             # Only a window held back for fMRI has waited (at most the limit; any more is a
             # backlog of EEG arriving in one chunk, not waiting).
             waited = min(lateness, self.config.max_fmri_wait) if self._blocked_end == end else 0.0
-            self._skip_empty_windows()
+            self._skip_empty_windows(end)
             if self._next_end != end:
                 continue
             windows.append(self._cut(end, waited))
@@ -166,7 +166,7 @@ class MultiRateWindower:
         while (
             self._next_end is not None and latest is not None and latest >= self._next_end - 0.5 / self.sfreq
         ):
-            self._skip_empty_windows()
+            self._skip_empty_windows(self._next_end)
             end = self._next_end
             if latest < end - 0.5 / self.sfreq:
                 break
@@ -177,9 +177,8 @@ class MultiRateWindower:
             self._next_end = end + self.config.hop
         return windows
 
-    def _skip_empty_windows(self) -> None:
-        """Jump the grid over windows that would hold no EEG at all (after a long gap)."""
-        end = self._next_end
+    def _skip_empty_windows(self, end: float) -> None:
+        """Jump the grid from the window ending at ``end`` over windows that would hold no EEG at all."""
         if self.eeg.count_between(end - self.config.eeg_window, end):
             return
         following = self.eeg.first_after(end)

@@ -16,6 +16,10 @@ import pytest  # noqa: E402
 
 from simulators.surrogate import write_surrogate_run  # noqa: E402
 
+# The reliability table: the ``reliability`` fixture, and the hooks that write docs/reliability.md from
+# the tests' outcomes at the end of a run of the ``reliability`` marker.
+pytest_plugins = ("tests.reliability_report",)
+
 # A short test session: 4 scored epochs (W, N1, N2, N3), so replays take seconds.
 SHORT_SCORING = (
     "session\tepoch_start_time_sec\t30-sec_epoch_sleep_stage\r\n"
@@ -101,22 +105,3 @@ def page(chromium, request):
     with contextlib.suppress(Exception):
         page.screenshot(path=str(ARTEFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()
-
-
-@pytest.fixture
-def reliability(request):
-    """Record a row of ``docs/reliability.md``: ``reliability(area, case, measured, behaviour, lost)``."""
-    from tests import reliability_report
-
-    def add(area: str, case: str, measured: str, behaviour: str, lost: str = "nothing", passed: bool = True):
-        reliability_report.record(area, case, measured, behaviour, lost, passed, request.node.nodeid)
-
-    return add
-
-
-def pytest_sessionfinish(session, exitstatus):
-    """Write the reliability table when tests of the ``reliability`` marker ran (not in the default suite)."""
-    from tests import reliability_report
-
-    if any(item.get_closest_marker("reliability") for item in session.items):
-        reliability_report.write()

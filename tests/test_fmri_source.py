@@ -22,16 +22,11 @@ import pylsl
 import pytest
 
 from recordings.regions import compute_epi_mask, grid_parcellation, region_means
-from scanner.source import (
-    FmriSource,
-    FmriSourceError,
-    IncompleteVolumeError,
-    SourceConfig,
-    VolumeFolderWatcher,
-    natural_key,
-    read_volume,
-    resolve_tr,
-)
+from scanner.config import SourceConfig
+from scanner.errors import FmriSourceError, IncompleteVolumeError
+from scanner.folder_watcher import VolumeFolderWatcher, natural_key
+from scanner.source import FmriSource
+from scanner.volume_files import GIVEN_TR_ORIGIN, read_volume, resolve_tr
 
 PROJECT = Path(__file__).resolve().parents[1]
 HAXBY = Path(__file__).parent / "data" / "haxby2001"
@@ -110,10 +105,10 @@ class LookLog:
 
 
 @contextmanager
-def running_source(config: SourceConfig) -> Iterator[tuple[FmriSource, list, LookLog]]:
+def running_source(folder: Path, config: SourceConfig) -> Iterator[tuple[FmriSource, list, LookLog]]:
     """An FmriSource polling in a background thread; stopped (and its outlet closed) on exit."""
     published: list = []
-    source = FmriSource(config, on_volume=published.append)
+    source = FmriSource(folder, config, on_volume=published.append)
     looks = LookLog(source)
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -265,7 +260,7 @@ def test_tr_from_flag_header_or_sidecar_and_a_clear_error_without(tmp_path, haxb
     with_tr = tmp_path / "a.nii.gz"
     with_tr.write_bytes(nifti_bytes(data[..., 0], affine, tr=2.5))
     assert resolve_tr(None, read_volume(with_tr))[0] == pytest.approx(2.5)
-    assert resolve_tr(1.5, read_volume(with_tr)) == (1.5, "--tr")
+    assert resolve_tr(1.5, read_volume(with_tr)) == (1.5, GIVEN_TR_ORIGIN)
     # pixdim[4] in milliseconds is converted.
     image = nib.Nifti1Image(data[..., 0], affine)
     image.header.set_xyzt_units("mm", "msec")
@@ -298,7 +293,7 @@ def test_dicom_without_pydicom_says_how_to_install_it(tmp_path, monkeypatch):
     with pytest.raises(FmriSourceError, match=r"pip install pydicom"):
         read_volume(path)
     # The source treats it as fatal (every volume would fail), not as a skipped file.
-    source = FmriSource(SourceConfig(tmp_path, existing="process", settle=0), clock=time.monotonic)
+    source = FmriSource(tmp_path, SourceConfig(existing="process", settle=0), clock=time.monotonic)
     with pytest.raises(FmriSourceError, match=r"001_000001_000001\.dcm.*pip install pydicom"):
         source.step()
 
@@ -338,11 +333,9 @@ def test_volumes_at_tr_pace_arrive_once_in_order_with_the_simulators_region_mean
     # 8..15: natural order differs from the lexicographic one (img-10 < img-8).
     files = [(f"img-{8 + i}.nii.gz", nifti_bytes(v, affine)) for i, v in enumerate(volumes)]
     # The first volume is held until this test's inlet is connected, however long that takes.
-    config = SourceConfig(
-        tmp_path, prefix=unique_prefix, delay=0.05, interval=0.05, wait_for_consumers=2 * BOUND
-    )
+    config = SourceConfig(prefix=unique_prefix, delay=0.05, interval=0.05, wait_for_consumers=2 * BOUND)
     expected, names = simulator_means(volumes)
-    with running_source(config) as (source, published, looks):
+    with running_source(tmp_path, config) as (source, published, looks):
         writer, written = start_writer(tmp_path, files)
         inlet = open_inlet(f"{unique_prefix}-fMRI")
         samples, stamps = pull(inlet, len(volumes))
@@ -386,10 +379,9 @@ def test_half_written_truncated_and_wrong_shape_volumes_never_stop_the_stream(
     clock = FakeClock()
     inlets: list[pylsl.StreamInlet] = []
     published: list = []
-    config = SourceConfig(
-        tmp_path, prefix=unique_prefix, settle=0.15, retry_for=1.5, wait_for_consumers=2 * BOUND
-    )
+    config = SourceConfig(prefix=unique_prefix, settle=0.15, retry_for=1.5, wait_for_consumers=2 * BOUND)
     source = FmriSource(
+        tmp_path,
         config,
         on_volume=published.append,
         # The outlet opens with the first volume: connect before that volume is pushed.
@@ -528,11 +520,9 @@ def test_acquisition_consumes_the_source_with_a_replayed_eeg_stream(
         resolve_timeout=BOUND, window=window,
     )  # fmt: skip
     # Volume 0 is held until the acquisition is connected, however long its resolves take.
-    source_config = SourceConfig(
-        tmp_path, prefix=scanner_prefix, interval=0.05, wait_for_consumers=3 * BOUND
-    )
+    source_config = SourceConfig(prefix=scanner_prefix, interval=0.05, wait_for_consumers=3 * BOUND)
     windows = []
-    with running_source(source_config), SessionPlayer(session, prefix=eeg_prefix):
+    with running_source(tmp_path, source_config), SessionPlayer(session, prefix=eeg_prefix):
         writer, _ = start_writer(
             tmp_path, [(f"{i}.nii.gz", nifti_bytes(v, affine)) for i, v in enumerate(volumes)]
         )

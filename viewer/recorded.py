@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 from pipeline.recorder import read_predictions
 
@@ -14,7 +15,7 @@ class RecordedMessage:
 
     __slots__ = ("message",)
 
-    def __init__(self, message: dict) -> None:
+    def __init__(self, message: dict[str, Any]) -> None:
         self.message = message
 
     @property
@@ -22,7 +23,7 @@ class RecordedMessage:
         """LSL time of the window's end."""
         return float(self.message["stream_time"])
 
-    def to_message(self) -> dict:
+    def to_message(self) -> dict[str, Any]:
         """The message as it was sent live."""
         return self.message
 
@@ -49,4 +50,4 @@ class RecordedSession:
         self.history = deque(RecordedMessage(record) for record in read_predictions(lines))
         self.predictions = len(self.history)
         metadata = self.folder / "session.json"
-        self.metadata = json.loads(metadata.read_text()) if metadata.is_file() else {}
+        self.metadata: dict[str, Any] = json.loads(metadata.read_text()) if metadata.is_file() else {}

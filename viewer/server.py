@@ -9,9 +9,13 @@ import re
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from pipeline.feed import EncodedMessage
 from viewer.app import MAX_WEBSOCKET_FRAME_BYTES, ServerState, create_app, is_loopback
+
+if TYPE_CHECKING:
+    import uvicorn
 
 STATUS_INTERVAL = 2.0
 # uvicorn's loggers: the access log and the error log (which also carries the websocket handshakes and,
@@ -89,13 +93,18 @@ class LiveServer:
         check_port(host, self.port)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server = None
+        self._server: uvicorn.Server | None = None
         self.error: BaseException | None = None
 
     @property
     def url(self) -> str:
         """Base URL of the server."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The thread running the event loop (pipeline, sinks, websockets); None before :meth:`start`."""
+        return self._thread
 
     def start(self, timeout: float = 30.0) -> LiveServer:
         """Start serving; return once the server accepts connections."""
@@ -120,7 +129,7 @@ class LiveServer:
     def __enter__(self) -> LiveServer:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def _run(self) -> None:
@@ -129,7 +138,7 @@ class LiveServer:
         except BaseException as err:  # reported to the starting thread
             self.error = err
 
-    def publish(self, message: dict) -> None:
+    def publish(self, message: dict[str, Any]) -> None:
         """Broadcast ``message`` to the feed's clients from any thread."""
         if self._loop is None:
             raise RuntimeError("the server is not running")
@@ -152,7 +161,7 @@ class LiveServer:
             ws_per_message_deflate=False,
         )
         redact_uvicorn_logs()  # after uvicorn.Config, which configures uvicorn's loggers
-        self._server = uvicorn.Server(config)
+        server = self._server = uvicorn.Server(config)
         tasks = [asyncio.create_task(self._status_loop())]
         if state.pipeline is not None:
             state.pipeline.add_sink(
@@ -162,7 +171,7 @@ class LiveServer:
             )
             tasks.append(asyncio.create_task(state.pipeline.run()))
         try:
-            await self._server.serve()
+            await server.serve()
         finally:
             for task in tasks:
                 task.cancel()
