@@ -7,7 +7,8 @@ TensorFlow), plus the batched path for as-fast-as-possible replay. Each is
 timed over many calls; median and p99 in milliseconds, and the ratio of
 ``model.predict``'s median to each path's.
 
-Machine-readable lines start with ``inference.``.
+Machine-readable lines start with ``inference.``; the output goes to
+``benchmarks/results/inference.txt``.
 
 Usage: python benchmarks/inference.py [--bundle model/default_bundle] [--calls 2000]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +26,12 @@ import numpy as np
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from model.bundle import load_bundle  # noqa: E402
+from benchmarks.results_file import add_results_option, recorded  # noqa: E402
+from model.bundle import ModelBundle, load_bundle  # noqa: E402
 from model.inference import Predictor  # noqa: E402
 
 
-def timed(call, calls: int) -> np.ndarray:
+def timed(call: Callable[[], object], calls: int) -> np.ndarray:
     """Milliseconds of each of ``calls`` calls (after 20 warm-up calls)."""
     for _ in range(20):
         call()
@@ -47,22 +50,28 @@ def main() -> None:
     )
     parser.add_argument("--bundle", default=str(PROJECT / "model" / "default_bundle"))
     parser.add_argument("--calls", type=int, default=2000)
+    add_results_option(parser, "inference")
     args = parser.parse_args()
-    bundle = load_bundle(args.bundle)
+    with recorded("inference", args, packages=("tensorflow-cpu", "keras", "ai-edge-litert")):
+        measure(load_bundle(args.bundle), args.calls)
+
+
+def measure(bundle: ModelBundle, calls: int) -> None:
+    """Time every path of ``bundle`` and print the figures."""
     rng = np.random.default_rng(0)
     features = rng.normal(size=len(bundle.feature_names)) * bundle.scaler.scale + bundle.scaler.mean
     scaled = bundle.scaler.transform(np.stack([features] * bundle.context))[np.newaxis]
     model = bundle.model
 
     results = {
-        "keras_predict": timed(lambda: model.predict(scaled, verbose=0), max(50, args.calls // 20)),
-        "keras_eager": timed(lambda: model(scaled, training=False), max(100, args.calls // 5)),
+        "keras_predict": timed(lambda: model.predict(scaled, verbose=0), max(50, calls // 20)),
+        "keras_eager": timed(lambda: model(scaled, training=False), max(100, calls // 5)),
     }
     live = Predictor(bundle, backend="tf-function")
     name = "tf_function_xla" if live.jit_compiled else "tf_function"
-    results[name] = timed(lambda: live.predict(features), args.calls)
+    results[name] = timed(lambda: live.predict(features), calls)
     lean = Predictor(bundle.path, backend="litert")
-    results["litert"] = timed(lambda: lean.predict(features), args.calls)
+    results["litert"] = timed(lambda: lean.predict(features), calls)
     batch = np.repeat(np.stack([np.stack([features] * bundle.context)]), 4096, axis=0)
     started = time.perf_counter()
     bundle.predict_sequences(batch)

@@ -9,7 +9,8 @@ For reference, in the same run, a naive consumer that keeps every pulled chunk
 in a list (no ring buffer) is measured over the first hour of stream time; its
 growth is extrapolated to 8 hours.
 
-Machine-readable lines start with ``stream_memory.``.
+Machine-readable lines start with ``stream_memory.``; the output goes to
+``benchmarks/results/stream_memory.txt``.
 
 Usage: python benchmarks/stream_memory.py [--hours 8] [--speed 400]
 """
@@ -31,6 +32,7 @@ from core.lsl_safety import use_project_lsl_config  # noqa: E402
 
 use_project_lsl_config()
 
+from benchmarks.results_file import add_results_option, recorded  # noqa: E402
 from simulators.surrogate import BUNDLED_SUBJECT, DEMO_RUN, bundled_surrogate  # noqa: E402
 from stream.acquisition import Acquisition  # noqa: E402
 from stream.config import AcquisitionConfig  # noqa: E402
@@ -147,7 +149,14 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=8.0, help="stream time to replay")
     parser.add_argument("--speed", type=float, default=400.0, help="replay speed factor")
     parser.add_argument("--naive-hours", type=float, default=1.0, help="stream time for the naive reference")
+    add_results_option(parser, "stream_memory")
     args = parser.parse_args()
+    with recorded("stream_memory", args, packages=("pylsl",)):
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """The naive consumer, then ours; print the figures."""
     bundled_surrogate((DEMO_RUN,))
     print(
         f"machine: {os.cpu_count()} cores; surrogate sub-{BUNDLED_SUBJECT} {DEMO_RUN} looped; "

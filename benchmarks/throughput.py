@@ -4,32 +4,35 @@ The bundled surrogate sleep run (sub-27 sleep-2: 903 s, 250 Hz, 32 channels,
 428 volumes at TR 2.1 s) is replayed at ``speed=math.inf`` (every sample pushed
 at once) by ``benchmarks/replay_process.py`` in a child process, as the
 amplifier's and the scanner's programs publish streams in a lab. It is consumed
-here by the pipeline as ``run_stream.py demo`` runs it: ``Acquisition``
-(readers, dejitter, windower; its queue and inlets are made large enough to
-hold the whole run, so nothing is dropped) → ``Pipeline`` (11 features, the
-shipped model through the ``Predictor``) → sinks (LSL prediction outlet,
-session recorder in a temporary folder, websocket broadcaster) →
+here by the pipeline as ``run_stream.py demo`` runs it, assembled by the same
+factory (``pipeline.factory.build_pipeline``): ``Acquisition`` (readers,
+dejitter, windower; its queue and inlets are made large enough to hold the
+whole run, so nothing is dropped) → ``Pipeline`` (11 features, the shipped
+model through the ``Predictor``) → sinks (LSL prediction outlet, session
+recorder in a temporary folder, websocket broadcaster) →
 ``viewer.server.LiveServer``, whose websocket client
 (``benchmarks/feed_client_process.py``, another child process, as a viewer is)
-receives every prediction.
+receives every prediction (:mod:`benchmarks.children`).
 
 Start-up is timed step by step and printed apart: imports (numpy, pylsl,
 TensorFlow, FastAPI/uvicorn), the session (generated once, then read from the
-cache), the model bundle, the predictor, the server with its client connected,
-and LSL (resolving and opening the four streams).
+cache), the model bundle, the pipeline's assembly (predictor, acquisition,
+sinks), the server with its client connected, and LSL (resolving, then opening
+the four streams, as ``Acquisition.resolve_seconds`` splits them).
 
 By default the whole run is first pushed into the inlets (liblsl receives it
 in its own threads) and the clock starts when acquisition starts pulling, so
 the figures are the consumer's processing alone; ``--concurrent`` starts
 consuming while the replay pushes instead. The run is timed to the last
 prediction, ``--repeat`` times (5 by default; each run with new streams, a new
-acquisition, pipeline and server): the wall times of every run are printed,
-and every other figure is that of the run of median wall time. Three readings:
+pipeline and server): the wall times of every run are printed, and every other
+figure is that of the run of median wall time. Three readings:
 
 - wall: end to end, from the first pull to the last prediction;
 - consumer CPU: CPU time of the acquisition thread plus the server thread
   (pipeline, sinks, websocket sends), read from their per-thread CPU clocks
-  (the two threads run at once, so this can exceed the wall time);
+  (``Acquisition.thread``, ``LiveServer.thread``; the two threads run at once,
+  so this can exceed the wall time);
 - pipeline compute: the sum of every prediction's ``latency_ms`` (features +
   model + the Prediction), the processing alone.
 
@@ -38,10 +41,12 @@ The offline reference computes the same windows with
 then the live ``Predictor`` on every window, in the main thread.
 
 ``--same-process`` runs the replay and the client in threads of this process
-instead; ``--profile`` runs cProfile in the acquisition and server threads and
-prints the top costs (timings are then inflated by the profiler).
+instead (:mod:`benchmarks.in_process`); ``--profile`` runs cProfile in the
+acquisition and server threads (:mod:`benchmarks.threads`) and prints the top
+costs (timings are then inflated by the profiler).
 
-Machine-readable lines start with ``throughput.``.
+Machine-readable lines start with ``throughput.``; the output goes to
+``benchmarks/results/throughput.txt``.
 
 Usage: python benchmarks/throughput.py [--run sleep-2] [--repeat 5] [--bare] [--no-server]
        [--same-process] [--concurrent] [--profile]
@@ -54,18 +59,14 @@ import time
 STARTED = time.perf_counter()
 
 import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import cProfile  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
+import contextlib  # noqa: E402
 import math  # noqa: E402
-import pstats  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
@@ -77,19 +78,20 @@ use_project_lsl_config()
 import keras  # noqa: E402, F401  (imported here so that start-up shows imports apart)
 import pylsl  # noqa: E402, F401
 import tensorflow  # noqa: E402, F401
-from websockets.sync.client import connect  # noqa: E402
 
-import stream.acquisition  # noqa: E402
-from benchmarks.options import add_model_options  # noqa: E402
+from benchmarks.children import FeedClientProcess, ReplayProcess  # noqa: E402
+from benchmarks.in_process import FeedClientThread, PipelineThread, ReplayThread  # noqa: E402
+from benchmarks.options import add_model_options, benchmark_settings  # noqa: E402
+from benchmarks.results_file import add_results_option, recorded  # noqa: E402
+from benchmarks.threads import ThreadProfiles, thread_cpu  # noqa: E402
 from features.names import FEATURE_NAMES  # noqa: E402
-from model.bundle import load_bundle  # noqa: E402
+from model.bundle import ModelBundle, load_bundle  # noqa: E402
 from model.inference import Predictor  # noqa: E402
-from pipeline.lsl_output import PredictionOutlet  # noqa: E402
+from pipeline.factory import LivePipeline, build_pipeline  # noqa: E402
 from pipeline.offline import extract_session  # noqa: E402
 from pipeline.pipeline import Pipeline  # noqa: E402
-from pipeline.recorder import SessionRecorder  # noqa: E402
-from recordings.session import read_session  # noqa: E402
-from simulators.replay import SessionPlayer  # noqa: E402
+from pipeline.prediction import Prediction  # noqa: E402
+from recordings.session import Session, read_session  # noqa: E402
 from simulators.surrogate import BUNDLED_SUBJECT, DEMO_RUN, bundled_surrogate  # noqa: E402
 from stream.acquisition import Acquisition  # noqa: E402
 from stream.config import AcquisitionConfig  # noqa: E402
@@ -101,287 +103,84 @@ GOAL_SECONDS = 0.9
 QUIET_SECONDS = 0.5
 
 
-def time_resolving(seconds: list[float]) -> None:
-    """Add the time the acquisition spends resolving streams (``find_stream``) to ``seconds[0]``."""
-    find_stream = stream.acquisition.find_stream
+class Finished:
+    """A sink noting each prediction's ``latency_ms`` and when it was done (``time.perf_counter``)."""
 
-    def timed(*args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return find_stream(*args, **kwargs)
-        finally:
-            seconds[0] += time.perf_counter() - started
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.done: list[float] = []
 
-    stream.acquisition.find_stream = timed
+    def __call__(self, prediction: Prediction) -> None:
+        self.latencies.append(prediction.latency_ms)
+        self.done.append(time.perf_counter())
 
 
-def thread_cpu(thread: threading.Thread) -> float:
-    """CPU seconds used so far by a live thread (its POSIX per-thread CPU clock)."""
-    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
-
-
-class TimedPlayer(SessionPlayer):
-    """The project's replay, noting its own CPU time and when it pushed."""
-
-    cpu_seconds = math.nan
-    pushing: tuple[float, float] = (math.nan, math.nan)
-
-    def _run(self) -> None:
-        started = time.thread_time()
-        try:
-            super()._run()
-        finally:
-            self.cpu_seconds = time.thread_time() - started
-
-    def _replay_once(self, start_clock: float, offset: float, volume_offset: int) -> None:
-        began = time.perf_counter()
-        super()._replay_once(start_clock, offset, volume_offset)
-        self.pushing = (began, time.perf_counter())
-
-
-class ChildProcess:
-    """A helper script of this folder in a child process, reporting one JSON object per line.
-
-    Parameters
-    ----------
-    script : str
-        File name in ``benchmarks/``.
-    arguments : list of str
-        Its arguments.
-    """
-
-    def __init__(self, script: str, arguments: list[str]) -> None:
-        self.name = script
-        self._process = subprocess.Popen(
-            [sys.executable, str(PROJECT / "benchmarks" / script), *arguments],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self._reports: list[dict] = []
-        self._reported = threading.Condition()
-        threading.Thread(target=self._read_reports, name=f"{script}-reports", daemon=True).start()
-
-    def _read_reports(self) -> None:
-        for line in self._process.stdout:
-            with self._reported:
-                self._reports.append(json.loads(line))
-                self._reported.notify_all()
-        with self._reported:
-            self._reports.append({"ended": self._process.wait()})
-            self._reported.notify_all()
-
-    def report(self, number: int, timeout: float) -> dict:
-        """The ``number``-th report (from 0), waiting up to ``timeout`` seconds for it."""
-        with self._reported:
-            if not self._reported.wait_for(lambda: len(self._reports) > number, timeout):
-                raise TimeoutError(f"no report from {self.name} within {timeout:g} s")
-            report = self._reports[number]
-        if "ended" in report:
-            raise RuntimeError(f"{self.name} ended early (exit code {report['ended']})")
-        return report
-
-    def finish(self) -> None:
-        """Close the child's standard input (its signal to stop) and wait for it to exit."""
-        self._process.stdin.close()
-        try:
-            self._process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-
-
-class ReplayProcess(ChildProcess):
-    """``replay_process.py``: the streams come from another program, as in a lab.
-
-    Parameters
-    ----------
-    run : str
-        Bundled surrogate run.
-    prefix : str
-        Stream-name prefix (unique to this benchmark run).
-    """
-
-    def __init__(self, run: str, prefix: str) -> None:
-        super().__init__("replay_process.py", [run, prefix])
-        self.cpu_seconds = math.nan
-        self.done_at = math.nan  # time.monotonic() when everything was pushed
-        if not self.report(0, timeout=120).get("ready"):
-            raise RuntimeError("the replay process did not start")
-
-    def wait(self, timeout: float) -> None:
-        """Return once the whole run is pushed."""
-        report = self.report(1, timeout)
-        if report["error"]:
-            raise RuntimeError(f"the replay failed: {report['error']}")
-        self.cpu_seconds, self.done_at = report["cpu_s"], report["done_monotonic"]
-
-    def __enter__(self) -> ReplayProcess:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.finish()  # the child closes its outlets and exits
-
-
-class FeedClientProcess(ChildProcess):
-    """``feed_client_process.py``: the websocket client in another process, as a viewer is.
-
-    Parameters
-    ----------
-    url : str
-        The feed's websocket URL.
-    """
-
-    def __init__(self, url: str) -> None:
-        super().__init__("feed_client_process.py", [url])
-        self.predictions = self.dropped = 0
-        self.last_received = self.cpu_seconds = math.nan  # time.monotonic(), seconds
-        if not self.report(0, timeout=30).get("connected"):
-            raise RuntimeError("the websocket client did not connect")
-
-    def stop(self) -> None:
-        """Stop the client and read its counts."""
-        self.finish()
-        final = self.report(1, timeout=5)
-        self.predictions, self.dropped = final["predictions"], final["dropped"]
-        self.last_received, self.cpu_seconds = final["last_monotonic"], final["cpu_s"]
-
-
-class FeedClient(threading.Thread):
-    """A websocket client counting predictions (and ``drops`` notices) until told to stop."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(name="feed-client", daemon=True)
-        self.url = url
-        self.predictions = 0
-        self.dropped = 0
-        self.last_received = math.nan  # time.monotonic()
-        self.connected = threading.Event()
-        self.stop_requested = threading.Event()
-        self.error: BaseException | None = None
-
-    def stop(self) -> None:
-        """Stop receiving."""
-        self.stop_requested.set()
-        self.join(5)
-
-    def run(self) -> None:
-        """Receive until a stop is requested."""
-        try:
-            with connect(self.url, open_timeout=10, max_size=None) as feed:
-                json.loads(feed.recv(timeout=10))  # the "session connected" message
-                self.connected.set()
-                while not self.stop_requested.is_set():
-                    try:
-                        message = json.loads(feed.recv(timeout=0.2))
-                    except TimeoutError:
-                        continue
-                    if message["type"] == "prediction":
-                        self.predictions += 1
-                        self.last_received = time.monotonic()
-                    elif message["type"] == "drops":
-                        self.dropped = message["dropped"]
-        except BaseException as err:  # reported to the main thread
-            self.error = err
-        finally:
-            self.connected.set()
-
-
-class PipelineThread(threading.Thread):
-    """The pipeline in its own asyncio loop, when no server runs it (``--no-server``)."""
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        super().__init__(name="pipeline", daemon=True)
-        self.pipeline = pipeline
-
-    def run(self) -> None:
-        """Consume windows until the acquisition stops."""
-        asyncio.run(self.pipeline.run())
-
-
-def profiled(target, profile: cProfile.Profile):
-    """``target`` run under ``profile`` (in whatever thread calls it)."""
-    return lambda *args: profile.runcall(target, *args)
-
-
-def top_costs(profile: cProfile.Profile, count: int) -> str:
-    """The ``count`` functions with the most own time, as pstats prints them."""
-    out = io.StringIO()
-    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(count)
-    return out.getvalue()
-
-
-def live_run(args: argparse.Namespace, session, bundle, timings: dict) -> dict:
-    """Start-up of the live parts, then the run; return the figures."""
-    started = time.perf_counter()
-    predictor = Predictor(bundle, backend=args.backend)
-    timings["model_compile"] = time.perf_counter() - started
-
+def live_run(args: argparse.Namespace, session: Session, bundle: ModelBundle, timings: dict) -> dict:
+    """Assemble the pipeline with the factory, then start-up and the run; return the figures."""
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
-    # The replay pushes the whole run at once: every inlet must hold it all, the queue every window.
-    config = AcquisitionConfig.for_replay(
-        prefix,
-        with_truth=True,
-        resolve_timeout=15,
-        queue_size=4 * math.ceil(session.duration / 2.1),
-        inlet_buffer_seconds=math.ceil(session.duration) + 60,
-    )
-    acquisition = Acquisition(config)
-    pipeline = Pipeline(acquisition, predictor)
-    done: list[float] = []
-    profiles = {"acquisition": cProfile.Profile(), "server": cProfile.Profile()}
-    if args.profile:
-        acquisition._run = profiled(acquisition._run, profiles["acquisition"])
-    figures: dict = {}
     with tempfile.TemporaryDirectory() as folder:
-        recorder = None
-        if not args.bare:
-            pipeline.add_sink(PredictionOutlet(bundle.label_names, prefix=f"{prefix}-prediction"))
-            recorder = SessionRecorder(folder, "throughput-benchmark", {"model": bundle.identity})
-            pipeline.add_sink(recorder)
-        latencies: list[float] = []
-        pipeline.add_sink(lambda p: (latencies.append(p.latency_ms), done.append(time.perf_counter())))
-
+        settings = benchmark_settings(args, record_in=None if args.bare else folder)
+        # The replay pushes the whole run at once: every inlet must hold it all, the queue every window.
+        config = AcquisitionConfig.for_replay(
+            prefix,
+            with_truth=True,
+            resolve_timeout=15,
+            window=settings.window,
+            queue_size=4 * math.ceil(session.duration / 2.1),
+            inlet_buffer_seconds=math.ceil(session.duration) + 60,
+        )
         started = time.perf_counter()
-        client = None
-        if args.no_server:
-            runner = PipelineThread(pipeline)
-            if args.profile:
-                runner.run = profiled(runner.run, profiles["server"])
-            runner.start()
-            server = None
-        else:
-            state = ServerState(pipeline=pipeline, bundle=bundle, session={"name": session.label})
-            server = LiveServer(state)
-            if args.profile:
-                server._run = profiled(server._run, profiles["server"])
+        live = build_pipeline(
+            settings, config, bundle=bundle, name="throughput-benchmark",
+            session_info={"name": session.label, "benchmark": "throughput"},
+            outlet_prefix=None if args.bare else f"{prefix}-prediction", start=False,
+        )  # fmt: skip
+        timings["pipeline_build"] = time.perf_counter() - started
+        with live:
+            return consume(args, session, live, prefix, timings)
+
+
+def consume(
+    args: argparse.Namespace, session: Session, live: LivePipeline, prefix: str, timings: dict
+) -> dict:
+    """Serve the pipeline, replay the run into it and time its processing."""
+    acquisition, pipeline = live.acquisition, live.pipeline
+    finished = Finished()
+    pipeline.add_sink(finished)
+    server = None
+    pipeline_thread = None
+    if args.no_server:
+        pipeline_thread = PipelineThread(pipeline)
+    else:
+        state = ServerState(pipeline=pipeline, bundle=live.bundle, session={"name": session.label})
+        server = LiveServer(state)
+    runner: threading.Thread | None = pipeline_thread
+    profiles = ThreadProfiles(
+        {
+            "acquisition": lambda: acquisition.thread,
+            "server": lambda: server.thread if server is not None else pipeline_thread,
+        }
+    )
+    figures: dict[str, Any] = {"profiles": profiles if args.profile else None}
+    with profiles if args.profile else contextlib.nullcontext():
+        started = time.perf_counter()
+        client: FeedClientThread | FeedClientProcess | None = None
+        if pipeline_thread is not None:
+            pipeline_thread.start()
+        if server is not None:
             server.start()
-            runner = server._thread
+            runner = server.thread
             url = f"ws://{server.host}:{server.port}/ws?types=prediction"
-            if args.same_process:
-                client = FeedClient(url)
-                client.start()
-                client.connected.wait(15)
-                if client.error is not None:
-                    raise RuntimeError(f"the websocket client failed: {client.error}") from client.error
-            else:
-                client = FeedClientProcess(url)
+            client = FeedClientThread(url).connect() if args.same_process else FeedClientProcess(url)
         timings["server"] = time.perf_counter() - started
-
         started = time.perf_counter()
-        if args.same_process:
-            player = TimedPlayer(
-                session, speed=math.inf, loop=False, with_truth=True, prefix=prefix, wait_for_consumers=30
-            )
-        else:
-            player = ReplayProcess(args.run, prefix)
+        player = ReplayThread(session, prefix) if args.same_process else ReplayProcess(args.run, prefix)
         try:
             with player:
-                resolving = [0.0]
-                time_resolving(resolving)
                 acquisition.connect()  # resolves and opens the four streams: the replay starts then
-                timings["lsl_resolve"] = resolving[0]
-                timings["lsl_outlets_and_inlets"] = time.perf_counter() - started - resolving[0]
+                resolving = acquisition.resolve_seconds
+                timings["lsl_resolve"] = resolving
+                timings["lsl_outlets_and_inlets"] = time.perf_counter() - started - resolving
                 if not args.concurrent:
                     started = time.perf_counter()
                     player.wait(timeout=120)
@@ -390,49 +189,40 @@ def live_run(args: argparse.Namespace, session, bundle, timings: dict) -> dict:
                 run_started = time.perf_counter()
                 run_started_monotonic = time.monotonic()
                 acquisition.start()
-                cpu_before = {"acquisition": thread_cpu(acquisition._thread), "pipeline": thread_cpu(runner)}
-                client_cpu_before = thread_cpu(client) if isinstance(client, FeedClient) else 0.0
+                threads = {"acquisition": acquisition.thread, "pipeline": runner}
+                cpu_before = {name: thread_cpu(thread) for name, thread in threads.items()}
                 process_before = time.process_time()
                 wait_until_quiet(player, acquisition, pipeline)
-                cpu = {"acquisition": thread_cpu(acquisition._thread), "pipeline": thread_cpu(runner)}
+                for name, thread in threads.items():
+                    figures[f"{name}_cpu"] = thread_cpu(thread) - cpu_before[name]
                 figures["process_cpu"] = time.process_time() - process_before
-                figures.update({f"{k}_cpu": cpu[k] - cpu_before[k] for k in cpu})
                 figures["health"] = acquisition.health()
                 if client is not None:
-                    if isinstance(client, FeedClient):
-                        figures["client_cpu"] = thread_cpu(client) - client_cpu_before
                     client.stop()
-                    if not isinstance(client, FeedClient):
-                        figures["client_cpu"] = client.cpu_seconds
                 acquisition.stop()  # before the replay closes its outlets
         finally:
             acquisition.stop()
             if server is not None:
                 server.stop()
-            else:
+            elif runner is not None:
                 runner.join(5)
-            if recorder is not None:
-                recorder.close()
-    if args.same_process:
-        replay_push_done = player.pushing[1] - run_started
-    else:
-        replay_push_done = player.done_at - run_started_monotonic
+    done, latencies = finished.done, finished.latencies
     figures.update(
         windows=len(done),
         wall=done[-1] - run_started if done else math.nan,
-        replay_push_done=replay_push_done,
+        replay_push_done=player.done_at - run_started_monotonic,
         replay_cpu=player.cpu_seconds,
         compute=sum(latencies) / 1e3,
         first_window_ms=latencies[0] if latencies else math.nan,
         client_predictions=client.predictions if client else None,
         client_dropped=client.dropped if client else None,
         client_wall=(client.last_received - run_started_monotonic) if client else None,
-        profiles=profiles if args.profile else None,
+        client_cpu=client.cpu_seconds if client else None,
     )
     return figures
 
 
-def wait_until_buffered(acquisition: Acquisition, session, timeout: float = 60) -> None:
+def wait_until_buffered(acquisition: Acquisition, session: Session, timeout: float = 60) -> None:
     """Return once the EEG inlet holds the whole run (liblsl receives it in its own threads)."""
     deadline = time.monotonic() + timeout
     while acquisition.eeg.samples_waiting() < session.n_times:
@@ -445,7 +235,9 @@ def wait_until_buffered(acquisition: Acquisition, session, timeout: float = 60) 
     time.sleep(0.2)  # the small streams were pushed before the EEG's end; let them land too
 
 
-def wait_until_quiet(player, acquisition: Acquisition, pipeline: Pipeline, timeout: float = 120) -> None:
+def wait_until_quiet(
+    player: ReplayThread | ReplayProcess, acquisition: Acquisition, pipeline: Pipeline, timeout: float = 120
+) -> None:
     """Return once the replay is done and neither samples nor predictions came for a while.
 
     A finite replay's last window never comes (it waits for a volume that is
@@ -464,7 +256,7 @@ def wait_until_quiet(player, acquisition: Acquisition, pipeline: Pipeline, timeo
     print(f"warning: the run did not end within {timeout:g} s", file=sys.stderr)
 
 
-def offline_run(session, bundle, backend: str) -> dict:
+def offline_run(session: Session, bundle: ModelBundle, backend: str) -> dict:
     """The same session through ``extract_session`` and the live Predictor, in this thread."""
     predictor = Predictor(bundle, backend=backend)
     cpu, started = time.thread_time(), time.perf_counter()
@@ -515,8 +307,17 @@ def main() -> None:
     parser.add_argument("--no-offline", action="store_true", help="skip the offline reference")
     parser.add_argument("--profile", action="store_true", help="cProfile the acquisition and server threads")
     parser.add_argument("--top", type=int, default=25, help="functions shown per profile")
+    add_results_option(parser, "throughput")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
+    packages = ("scipy", "pylsl", "ai-edge-litert", "tensorflow-cpu", "uvicorn")
+    with recorded("throughput", args, packages=packages):
+        measure(args)
 
+
+def measure(args: argparse.Namespace) -> None:
+    """Start-up, the live runs and the offline reference; print the figures."""
     timings = {"imports": IMPORTED - STARTED}
     started = time.perf_counter()
     session = read_session(bundled_surrogate((args.run,)), BUNDLED_SUBJECT, args.run)
@@ -589,10 +390,11 @@ def main() -> None:
         f"{'met' if wall <= GOAL_SECONDS else 'NOT met'} "
         f"({sum(w <= GOAL_SECONDS for w in walls)} of {len(walls)} runs within it)"
     )
-    if live["profiles"]:
-        for name, profile in live["profiles"].items():
+    profiles = live["profiles"]
+    if profiles is not None:
+        for name in profiles.profiles:
             print(f"\n--- cProfile, {name} thread, top {args.top} by own time ---")
-            print(top_costs(profile, args.top))
+            print(profiles.top_costs(name, args.top))
 
 
 if __name__ == "__main__":
