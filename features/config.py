@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from core.windows import MIN_FMRI_VOLUMES
 
@@ -88,6 +89,33 @@ class FeatureConfig:
             raise ValueError(
                 f"min_fmri_volumes must be >= {MIN_FMRI_VOLUMES} (a window with fewer is not usable)"
             )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (tuples as lists), every field included."""
+        record: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, dict):
+                value = {k: list(v) for k, v in value.items()}
+            elif isinstance(value, tuple):
+                value = list(value)
+            record[f.name] = value
+        return record
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> FeatureConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise ValueError(f"unknown feature setting(s) {unknown}")
+        values = dict(record)
+        if "bands" in values:
+            values["bands"] = {k: (float(v[0]), float(v[1])) for k, v in values["bands"].items()}
+        for name, value in values.items():
+            if isinstance(value, list):
+                values[name] = tuple(value)
+        return cls(**values)
 
     @property
     def frequency_span(self) -> tuple[float, float]:

@@ -132,6 +132,15 @@ class WindowConfig:
             if not ok or not math.isfinite(value):
                 raise ValueError(f"WindowConfig.{name} = {value!r} is out of range")
 
+    def geometry(self) -> dict[str, float | None]:
+        """What a model depends on: window lengths, hop and EEG high-pass (JSON-ready)."""
+        return {
+            "eeg_window": self.eeg_window,
+            "fmri_window": self.fmri_window,
+            "hop": self.hop,
+            "highpass_hz": self.highpass_hz,
+        }
+
     def eeg_capacity(self, sfreq: float) -> int:
         """Ring-buffer length in EEG samples: window, hop, fMRI wait and margin."""
         return math.ceil((self.eeg_window + self.hop + self.max_fmri_wait + self.buffer_margin) * sfreq)

@@ -1,0 +1,135 @@
+"""Quality problems as data: a code, its parameters, and the English text derived from them.
+
+Every problem a window or its features can have is one :class:`ProblemCode`. Code decides on
+the code (and on :attr:`Problem.affects`, the features it makes unavailable), never on the words
+of the text; the text is for people and may change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ProblemCode(StrEnum):
+    """Everything that can be wrong with a window or its features."""
+
+    # Window level (stream.windower)
+    EEG_COVERAGE_LOW = "eeg_coverage_low"
+    EEG_GAPS = "eeg_gaps"
+    NONFINITE_CHANNELS = "nonfinite_channels"
+    FLAT_CHANNELS = "flat_channels"
+    NO_USABLE_EEG_CHANNEL = "no_usable_eeg_channel"
+    EEG_RATE_OFF = "eeg_rate_off"
+    FEW_FMRI_VOLUMES = "few_fmri_volumes"
+    FMRI_VOLUMES_MISSING = "fmri_volumes_missing"
+    FMRI_STALE = "fmri_stale"
+    FMRI_UNMATCHED = "fmri_unmatched"
+    TRIGGER_LATENCY_HIGH = "trigger_latency_high"
+    TRIGGER_LATENCY_CHANGED = "trigger_latency_changed"
+    STREAM_RESTARTED = "stream_restarted"
+    # Feature level (features.extractor)
+    EEG_RATE_TOO_LOW = "eeg_rate_too_low"
+    NO_WELCH_SEGMENT = "no_welch_segment"
+    COHERENCE_NEEDS_TWO_CHANNELS = "coherence_needs_two_channels"
+    FMRI_FEATURES_NEED_VOLUMES = "fmri_features_need_volumes"
+    FMRI_WINDOW_SHORT = "fmri_window_short"
+    FEATURE_NOT_FINITE = "feature_not_finite"
+
+
+def _names(values: Any) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+_TEXT: dict[ProblemCode, Callable[[Mapping[str, Any]], str]] = {
+    ProblemCode.EEG_COVERAGE_LOW: lambda p: f"EEG coverage {p['coverage']:.0%} below {p['minimum']:.0%}",
+    ProblemCode.EEG_GAPS: lambda p: f"{p['count']} EEG gap(s), {p['seconds']:.2f} s",
+    ProblemCode.NONFINITE_CHANNELS: lambda p: f"non-finite values in {_names(p['channels'])}",
+    ProblemCode.FLAT_CHANNELS: lambda p: f"flat channel(s) {_names(p['channels'])}",
+    ProblemCode.NO_USABLE_EEG_CHANNEL: lambda p: "no usable EEG channel",
+    ProblemCode.EEG_RATE_OFF: lambda p: (
+        f"EEG rate {p['rate']:.2f} Hz, {p['rate'] / p['nominal'] - 1:+.1%} "
+        f"off its nominal {p['nominal']:g} Hz"
+    ),
+    ProblemCode.FEW_FMRI_VOLUMES: lambda p: f"only {p['volumes']} fMRI volume(s) in the window",
+    ProblemCode.FMRI_VOLUMES_MISSING: lambda p: f"{p['missing']} fMRI volume(s) missing",
+    ProblemCode.FMRI_STALE: lambda p: f"fMRI stale by {p['seconds']:.2f} s",
+    ProblemCode.FMRI_UNMATCHED: lambda p: f"{p['count']} fMRI volume(s) without a trigger",
+    ProblemCode.TRIGGER_LATENCY_HIGH: lambda p: (
+        f"fMRI volumes arrive {p['latency']:.2f} s after their triggers (more than {p['limit']:.2f} s)"
+    ),
+    ProblemCode.TRIGGER_LATENCY_CHANGED: lambda p: (
+        f"fMRI export latency changed from {p['previous']:.2f} s to {p['latency']:.2f} s"
+    ),
+    ProblemCode.STREAM_RESTARTED: lambda p: "stream restarted",
+    ProblemCode.EEG_RATE_TOO_LOW: lambda p: (
+        f"EEG at {p['sfreq']:g} Hz cannot give features up to {p['highest']:g} Hz "
+        f"(needs more than {2 * p['highest']:g} Hz)"
+    ),
+    ProblemCode.NO_WELCH_SEGMENT: lambda p: "no whole Welch segment of EEG in the window",
+    ProblemCode.COHERENCE_NEEDS_TWO_CHANNELS: lambda p: "coherence needs two usable EEG channels",
+    ProblemCode.FMRI_FEATURES_NEED_VOLUMES: lambda p: (
+        f"{p['volumes']} fMRI volumes: fMRI features need {p['minimum']}"
+    ),
+    ProblemCode.FMRI_WINDOW_SHORT: lambda p: (
+        f"fMRI window spans {p['seconds']:.0f} s: ALFF needs {p['needed']:.0f} s to resolve 0.01 Hz"
+    ),
+    ProblemCode.FEATURE_NOT_FINITE: lambda p: (
+        f"{p['modality']} feature {p['feature']} is not finite (degenerate or out-of-range input)"
+    ),
+}
+
+EEG_FEATURES = frozenset({"eeg_power", "eeg_spectral_entropy", "eeg_mean_coherence"})
+FMRI_FEATURES = frozenset({"fmri"})
+
+# Which feature groups a problem makes unavailable ("explains" as NaN): "eeg_power" (the five band
+# powers), "eeg_spectral_entropy", "eeg_mean_coherence", "fmri" (the four fMRI features).
+_AFFECTS: dict[ProblemCode, frozenset[str]] = {
+    ProblemCode.NO_USABLE_EEG_CHANNEL: EEG_FEATURES,
+    ProblemCode.EEG_RATE_TOO_LOW: EEG_FEATURES,
+    ProblemCode.NO_WELCH_SEGMENT: EEG_FEATURES,
+    ProblemCode.COHERENCE_NEEDS_TWO_CHANNELS: frozenset({"eeg_mean_coherence"}),
+    ProblemCode.FEW_FMRI_VOLUMES: FMRI_FEATURES,
+    ProblemCode.FMRI_FEATURES_NEED_VOLUMES: FMRI_FEATURES,
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem: a code and the numbers or names it needs.
+
+    Parameters
+    ----------
+    code : ProblemCode
+        What is wrong.
+    params : Mapping
+        Its parameters (numbers, strings, lists of strings), as named by the code's text.
+    """
+
+    code: ProblemCode
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The problem in plain English."""
+        return _TEXT[self.code](self.params)
+
+    @property
+    def affects(self) -> frozenset[str]:
+        """Feature groups this problem makes unavailable (empty when it only lowers trust)."""
+        return _AFFECTS.get(self.code, frozenset())
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``{"code": ..., "text": ..., **params}``."""
+        params = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in self.params.items()}
+        return {"code": self.code.value, "text": self.text, **params}
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def problem(code: ProblemCode, **params: Any) -> Problem:
+    """Shorthand: ``problem(ProblemCode.EEG_GAPS, count=2, seconds=0.5)``."""
+    return Problem(code, params)
