@@ -7,6 +7,9 @@ from typing import Any
 
 from core.windows import MIN_FMRI_VOLUMES
 
+FEATURE_DEFINITIONS = 2
+"""Version of the feature definitions (``docs/features.md``); a bundle trained on another is refused."""
+
 POWER_SCALES = ("absolute", "log", "relative")
 COHERENCE_METHODS = ("msc", "pearson")
 REFERENCES = ("recorded", "average")
