@@ -181,18 +181,30 @@ def eeg_features_from_cross(freqs: np.ndarray, cross: np.ndarray, config: Featur
 
 
 def fmri_recompute(window: Window, config: FeatureConfig) -> np.ndarray:
-    """BOLD mean and variance, ALFF mean and variance with numpy and scipy (no missing volume here)."""
+    """BOLD level and variance, ALFF mean and variance with numpy and scipy (no missing volume here).
+
+    The timed windows hold every volume of the run since its start, within the baseline's span: the
+    causal baseline of the BOLD level is then the mean of the window's own volumes.
+    """
     values = window.fmri.astype(np.float64)
+    assert window.fmri_indices[0] == 0 and values.shape[0] * window.tr <= config.bold_baseline_seconds
     n = values.shape[0]
     means = values.mean(axis=0)
+    baseline = means
     psc = 100.0 * (values - means) / means
     residual = signal.detrend(psc, axis=0, type="linear")
     freqs = np.fft.rfftfreq(n, window.tr)
     low, high = config.alff_band
-    in_band = (freqs >= low) & (freqs <= high)
-    region_alff = (2.0 * np.abs(np.fft.rfft(residual, axis=0)[in_band]) / n).sum(axis=0)
+    in_band = (freqs >= low) & (freqs <= high) & (freqs > 0)
+    spectrum = np.fft.rfft(residual, axis=0)[in_band]
+    region_alff = np.sqrt(2 * window.tr * np.abs(spectrum) ** 2 / n).mean(axis=0)
     return np.array(
-        [values.mean(), psc.var(axis=0, ddof=1).mean(), region_alff.mean(), region_alff.var(ddof=1)]
+        [
+            (100.0 * (means - baseline) / baseline).mean(),
+            residual.var(axis=0, ddof=2).mean(),
+            region_alff.mean(),
+            region_alff.var(ddof=1),
+        ]
     )
 
 
@@ -300,9 +312,13 @@ def time_reference(
 
 
 def largest_difference(got: list[np.ndarray], expected: np.ndarray) -> float:
-    """Largest relative difference, over windows and features, between ``got`` and ``expected``."""
+    """Largest relative difference, over windows and features, between ``got`` and ``expected``.
+
+    A feature that is 0 by construction (the BOLD level of a run's first two minutes) is compared
+    absolutely, to within 1e-9.
+    """
     got_array = np.array(got)
-    return float(np.max(np.abs(got_array - expected) / np.abs(expected)))
+    return float(np.max(np.abs(got_array - expected) / np.maximum(np.abs(expected), 1e-9)))
 
 
 def checked(name: str, difference: float) -> None:

@@ -29,6 +29,7 @@ class ProblemCode(StrEnum):
     FMRI_UNMATCHED = "fmri_unmatched"
     TRIGGER_LATENCY_HIGH = "trigger_latency_high"
     TRIGGER_LATENCY_CHANGED = "trigger_latency_changed"
+    TRIGGER_PAIRING_UNVERIFIED = "trigger_pairing_unverified"
     STREAM_RESTARTED = "stream_restarted"
     # Feature level (features.extractor)
     EEG_RATE_TOO_LOW = "eeg_rate_too_low"
@@ -36,6 +37,8 @@ class ProblemCode(StrEnum):
     COHERENCE_NEEDS_TWO_CHANNELS = "coherence_needs_two_channels"
     FMRI_FEATURES_NEED_VOLUMES = "fmri_features_need_volumes"
     FMRI_WINDOW_SHORT = "fmri_window_short"
+    ALFF_BAND_ABOVE_NYQUIST = "alff_band_above_nyquist"
+    ALFF_BAND_EMPTY = "alff_band_empty"
     FEATURE_NOT_FINITE = "feature_not_finite"
 
 
@@ -63,6 +66,10 @@ _TEXT: dict[ProblemCode, Callable[[Mapping[str, Any]], str]] = {
     ProblemCode.TRIGGER_LATENCY_CHANGED: lambda p: (
         f"fMRI export latency changed from {p['previous']:.2f} s to {p['latency']:.2f} s"
     ),
+    ProblemCode.TRIGGER_PAIRING_UNVERIFIED: lambda p: (
+        f"fMRI volumes paired with triggers assuming an export latency under {p['limit']:.2f} s "
+        "(run start not seen, no expected latency set)"
+    ),
     ProblemCode.STREAM_RESTARTED: lambda p: "stream restarted",
     ProblemCode.EEG_RATE_TOO_LOW: lambda p: (
         f"EEG at {p['sfreq']:g} Hz cannot give features up to {p['highest']:g} Hz "
@@ -76,6 +83,14 @@ _TEXT: dict[ProblemCode, Callable[[Mapping[str, Any]], str]] = {
     ProblemCode.FMRI_WINDOW_SHORT: lambda p: (
         f"fMRI window spans {p['seconds']:.0f} s: ALFF needs {p['needed']:.0f} s to resolve 0.01 Hz"
     ),
+    ProblemCode.ALFF_BAND_ABOVE_NYQUIST: lambda p: (
+        f"ALFF band up to {p['high']:g} Hz exceeds the Nyquist frequency {p['nyquist']:.3g} Hz "
+        f"of TR {p['tr']:g} s"
+    ),
+    ProblemCode.ALFF_BAND_EMPTY: lambda p: (
+        f"no frequency of the {p['seconds']:.0f}-s fMRI series falls in the ALFF band "
+        f"{p['low']:g}-{p['high']:g} Hz"
+    ),
     ProblemCode.FEATURE_NOT_FINITE: lambda p: (
         f"{p['modality']} feature {p['feature']} is not finite (degenerate or out-of-range input)"
     ),
@@ -83,9 +98,11 @@ _TEXT: dict[ProblemCode, Callable[[Mapping[str, Any]], str]] = {
 
 EEG_FEATURES = frozenset({"eeg_power", "eeg_spectral_entropy", "eeg_mean_coherence"})
 FMRI_FEATURES = frozenset({"fmri"})
+ALFF_FEATURES = frozenset({"alff"})
 
 # Which feature groups a problem makes unavailable ("explains" as NaN): "eeg_power" (the five band
-# powers), "eeg_spectral_entropy", "eeg_mean_coherence", "fmri" (the four fMRI features).
+# powers), "eeg_spectral_entropy", "eeg_mean_coherence", "fmri" (the four fMRI features), "alff"
+# (the two ALFF features).
 _AFFECTS: dict[ProblemCode, frozenset[str]] = {
     ProblemCode.NO_USABLE_EEG_CHANNEL: EEG_FEATURES,
     ProblemCode.EEG_RATE_TOO_LOW: EEG_FEATURES,
@@ -93,6 +110,8 @@ _AFFECTS: dict[ProblemCode, frozenset[str]] = {
     ProblemCode.COHERENCE_NEEDS_TWO_CHANNELS: frozenset({"eeg_mean_coherence"}),
     ProblemCode.FEW_FMRI_VOLUMES: FMRI_FEATURES,
     ProblemCode.FMRI_FEATURES_NEED_VOLUMES: FMRI_FEATURES,
+    ProblemCode.ALFF_BAND_ABOVE_NYQUIST: ALFF_FEATURES,
+    ProblemCode.ALFF_BAND_EMPTY: ALFF_FEATURES,
 }
 
 

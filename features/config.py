@@ -13,6 +13,8 @@ FEATURE_DEFINITIONS = 2
 POWER_SCALES = ("absolute", "log", "relative")
 COHERENCE_METHODS = ("msc", "pearson")
 REFERENCES = ("recorded", "average")
+ALFF_MEASURES = ("alff", "falff")
+BOLD_LEVELS = ("baseline-percent", "raw")
 
 
 def _default_bands() -> dict[str, tuple[float, float]]:
@@ -51,7 +53,20 @@ class FeatureConfig:
         ``"recorded"`` (as streamed, FCz in ds003768) or ``"average"`` (common
         average of the good EEG channels, per window).
     alff_band : tuple of float
-        ALFF frequency band in Hz (Zang et al. 2007: 0.01-0.1 Hz as asked here).
+        Low-frequency band in Hz, inclusive (Zang et al. 2007: 0.01-0.08 Hz); its upper edge must lie
+        below the Nyquist frequency of the TR (checked per window: ALFF is NaN and flagged otherwise).
+    alff_measure : str
+        ``"alff"``: mean amplitude spectral density over the band (%/sqrt(Hz), Zang et al. 2007,
+        independent of the series length); ``"falff"``: the band's share of the amplitude over all
+        non-DC bins up to Nyquist (Zou et al. 2008). Features 10/11 are the mean and variance across
+        regions of this measure.
+    bold_level : str
+        ``"baseline-percent"``: the window's mean per region in percent of the run's causal baseline,
+        averaged over regions (scale-free); ``"raw"``: the mean of the raw region means (scanner
+        units, identifies the scanner and subject more than the state).
+    bold_baseline_seconds : float
+        Span of the causal baseline of ``"baseline-percent"``: the run's volumes received within
+        this many seconds up to and including the window's newest volume.
     min_fmri_volumes : int
         Fewer volumes than this in the fMRI window give no fMRI features (NaN); at least
         :data:`core.windows.MIN_FMRI_VOLUMES`, below which a window is not usable.
@@ -64,7 +79,10 @@ class FeatureConfig:
     power_scale: str = "absolute"
     coherence: str = "msc"
     reference: str = "recorded"
-    alff_band: tuple[float, float] = (0.01, 0.1)
+    alff_band: tuple[float, float] = (0.01, 0.08)
+    alff_measure: str = "alff"
+    bold_level: str = "baseline-percent"
+    bold_baseline_seconds: float = 600.0
     min_fmri_volumes: int = MIN_FMRI_VOLUMES
 
     def __post_init__(self) -> None:
@@ -88,6 +106,12 @@ class FeatureConfig:
             raise ValueError(f"spectrum_range {self.spectrum_range} is not an interval")
         if not 0 <= self.alff_band[0] < self.alff_band[1]:
             raise ValueError(f"alff_band {self.alff_band} is not an interval")
+        if self.alff_measure not in ALFF_MEASURES:
+            raise ValueError(f"alff_measure must be one of {ALFF_MEASURES}, got {self.alff_measure!r}")
+        if self.bold_level not in BOLD_LEVELS:
+            raise ValueError(f"bold_level must be one of {BOLD_LEVELS}, got {self.bold_level!r}")
+        if not self.bold_baseline_seconds > 0:
+            raise ValueError(f"bold_baseline_seconds must be > 0, got {self.bold_baseline_seconds!r}")
         if self.min_fmri_volumes < MIN_FMRI_VOLUMES:
             raise ValueError(
                 f"min_fmri_volumes must be >= {MIN_FMRI_VOLUMES} (a window with fewer is not usable)"

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.problems import Problem, ProblemCode, problem
 from core.windows import Window
+from features.baseline import RunBaseline
 from features.config import FeatureConfig
 from features.eeg import (
     IncrementalWelch,
@@ -16,10 +18,18 @@ from features.eeg import (
     select_channels,
     spectral_entropy,
 )
-from features.fmri import fmri_features
+from features.fmri import alff_band_problem, fmri_features
 from features.names import FEATURE_NAMES
 
 ALFF_MIN_SECONDS = 100.0
+
+# The feature groups of :attr:`core.problems.Problem.affects` each feature belongs to.
+_GROUPS: tuple[frozenset[str], ...] = (
+    (frozenset({"eeg_power"}),) * 5
+    + (frozenset({"eeg_spectral_entropy"}), frozenset({"eeg_mean_coherence"}))
+    + (frozenset({"fmri"}),) * 2
+    + (frozenset({"fmri", "alff"}),) * 2
+)
 
 
 @dataclass
@@ -30,8 +40,9 @@ class FeatureVector:
     ----------
     values : np.ndarray, shape (11,)
         In :data:`features.names.FEATURE_NAMES` order; NaN where not computable.
-    problems : list of str
-        Why some features are missing or less trustworthy.
+    problems : list of Problem
+        Why some features are missing or less trustworthy (codes with parameters; ``.text`` in
+        English).
     eeg_channels : list of str
         EEG channels used.
     n_segments : int
@@ -39,7 +50,7 @@ class FeatureVector:
     """
 
     values: np.ndarray
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     eeg_channels: list[str] = field(default_factory=list)
     n_segments: int = 0
 
@@ -56,8 +67,9 @@ class FeatureVector:
 class FeatureExtractor:
     """Compute the 11 features of consecutive windows of one stream.
 
-    Keeps per-segment spectra between windows, so feed it the windows of one
-    acquisition (or one offline session) in order.
+    Keeps per-segment spectra, and the volumes of the current run for the BOLD level's causal
+    baseline, between windows, so feed it the windows of one acquisition (or one offline session)
+    in order.
 
     Parameters
     ----------
@@ -73,6 +85,7 @@ class FeatureExtractor:
         self._ch_types: tuple[str, ...] | None = None
         self._ch_names: tuple[str, ...] | None = None
         self._eeg_names: list[str] = []
+        self._baseline = RunBaseline(self.config.bold_baseline_seconds)
 
     @staticmethod
     def _eeg_rows_of(ch_types: tuple[str, ...]) -> np.ndarray:
@@ -95,10 +108,7 @@ class FeatureExtractor:
         result = FeatureVector(values=values)
         highest = config.frequency_span[1]
         if not window.sfreq > 2 * highest:
-            result.problems.append(
-                f"EEG at {window.sfreq:g} Hz cannot give features up to {highest:g} Hz "
-                f"(needs more than {2 * highest:g} Hz)"
-            )
+            result.problems.append(problem(ProblemCode.EEG_RATE_TOO_LOW, sfreq=window.sfreq, highest=highest))
             self._fmri_features(window, result)
             return self._checked(result)
         if window.ch_types != self._ch_types:
@@ -133,9 +143,9 @@ class FeatureExtractor:
             keep = np.arange(eeg_rows.size)
             result.eeg_channels = list(self._eeg_names)
         if keep.size == 0:  # also a stream without EEG channels (no spectra either)
-            result.problems.append("no usable EEG channel")
+            result.problems.append(problem(ProblemCode.NO_USABLE_EEG_CHANNEL))
         elif spectra is None:
-            result.problems.append("no whole Welch segment of EEG in the window")
+            result.problems.append(problem(ProblemCode.NO_WELCH_SEGMENT))
         else:
             result.n_segments = spectra.n_segments
             psd_sum, pairs_sum = select_channels(spectra, keep, config.reference)
@@ -143,7 +153,7 @@ class FeatureExtractor:
             values[0:5] = band_powers(psd, spectra.freqs, config)
             values[5] = spectral_entropy(psd, spectra.freqs, config)
             if keep.size < 2:
-                result.problems.append("coherence needs two usable EEG channels")
+                result.problems.append(problem(ProblemCode.COHERENCE_NEEDS_TWO_CHANNELS))
             elif config.coherence == "msc":
                 values[6] = mean_coherence(psd_sum, pairs_sum, spectra.freqs, config)
             else:
@@ -158,14 +168,26 @@ class FeatureExtractor:
     def _fmri_features(self, window: Window, result: FeatureVector) -> None:
         config = self.config
         volumes = window.fmri.shape[0]
+        baseline = None
+        if config.bold_level == "baseline-percent":
+            if window.quality.restarted:
+                self._baseline.reset()
+            # Every window's volumes join the baseline, also those of a window too short for features.
+            baseline = self._baseline.update(window.fmri, window.fmri_indices, window.tr)
         if volumes < config.min_fmri_volumes:
-            result.problems.append(f"{volumes} fMRI volumes: fMRI features need {config.min_fmri_volumes}")
+            minimum = config.min_fmri_volumes
+            result.problems.append(
+                problem(ProblemCode.FMRI_FEATURES_NEED_VOLUMES, volumes=volumes, minimum=minimum)
+            )
             return
-        result.values[7:11] = fmri_features(window.fmri, window.fmri_indices, window.tr, config)
+        result.values[7:11] = fmri_features(window.fmri, window.fmri_indices, window.tr, config, baseline)
+        span = int(window.fmri_indices.max() - window.fmri_indices.min()) + 1
+        band_problem = alff_band_problem(span, float(window.tr), config.alff_band)
+        if band_problem is not None:
+            result.problems.append(band_problem)
         if volumes * window.tr < ALFF_MIN_SECONDS:
             result.problems.append(
-                f"fMRI window spans {volumes * window.tr:.0f} s: ALFF needs {ALFF_MIN_SECONDS:.0f} s "
-                "to resolve 0.01 Hz"
+                problem(ProblemCode.FMRI_WINDOW_SHORT, seconds=volumes * window.tr, needed=ALFF_MIN_SECONDS)
             )
 
     @staticmethod
@@ -180,16 +202,12 @@ class FeatureExtractor:
         bad = ~np.isfinite(values)
         if not bad.any():
             return result
-        explained_eeg = any(("EEG" in p or "Welch" in p) and "coherence" not in p for p in result.problems)
-        explained_coherence = explained_eeg or any("coherence" in p for p in result.problems)
-        explained_fmri = any("fMRI" in p and "ALFF needs" not in p for p in result.problems)
+        affected = frozenset().union(*(p.affects for p in result.problems))
         for index in np.flatnonzero(bad).tolist():
-            name = FEATURE_NAMES[index]
-            explained = explained_fmri if index >= 7 else explained_coherence if index == 6 else explained_eeg
-            if not explained:
+            if not _GROUPS[index] & affected:
                 modality = "fMRI" if index >= 7 else "EEG"
                 result.problems.append(
-                    f"{modality} feature {name} is not finite (degenerate or out-of-range input)"
+                    problem(ProblemCode.FEATURE_NOT_FINITE, modality=modality, feature=FEATURE_NAMES[index])
                 )
         values[bad] = np.nan
         return result

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 from scipy import signal
 
+from core.problems import ProblemCode
 from features.config import FeatureConfig
 from features.eeg import IncrementalWelch, pair_layout
 from features.extractor import FeatureExtractor
-from features.fmri import fmri_features
 from features.names import FEATURE_NAMES
 from pipeline.offline import session_windows
-from recordings.regions import grid_parcellation, region_means
 from recordings.session import read_session
 
-HAXBY = Path(__file__).parent / "data" / "haxby2001"
 RTOL = 1e-6
 
 
@@ -269,43 +265,19 @@ def test_bad_channels_are_left_out_and_features_stay_finite(windows):
     assert not {shared.ch_names[5], shared.ch_names[7]} & set(features.eeg_channels)
 
 
-def independent_alff(series: np.ndarray, tr: float) -> np.ndarray:
-    """Linear detrend by least squares, amplitude by an explicit DFT sum, 0.01-0.1 Hz."""
-    n = series.shape[0]
-    t = np.arange(n)
-    design = np.column_stack([np.ones(n), t])
-    residual = series - design @ np.linalg.lstsq(design, series, rcond=None)[0]
-    k = np.arange(n // 2 + 1)
-    dft = np.exp(-2j * np.pi * np.outer(k, t) / n) @ residual
-    freqs = k / (n * tr)
-    band = (freqs >= 0.01) & (freqs <= 0.1)
-    return (2 * np.abs(dft[band]) / n).sum(axis=0)
+def test_feature_problems_are_codes_that_explain_the_missing_features(windows):
+    shared = windows[-1]
+    eeg = [name for name, kind in zip(shared.ch_names, shared.ch_types, strict=True) if kind == "eeg"]
+    one_left = dataclasses.replace(shared, quality=dataclasses.replace(shared.quality, flat_channels=eeg[1:]))
+    features = FeatureExtractor().compute(one_left)
+    assert [p.code for p in features.problems] == [ProblemCode.COHERENCE_NEEDS_TWO_CHANNELS]
+    assert features.problems[0].text == "coherence needs two usable EEG channels"
+    assert np.flatnonzero(np.isnan(features.values)).tolist() == [6]
 
-
-def test_fmri_features_on_real_bold_equal_an_independent_computation():
-    image = nib.load(HAXBY / "sub001_task001_run001_bold_25mm.nii.gz")
-    bold = image.get_fdata(dtype=np.float32)
-    tr = float(image.header.get_zooms()[3])
-    assert tr == 2.5
-    mask = nib.load(HAXBY / "sub001_brain_mask_25mm.nii.gz").get_fdata() > 0
-    means = region_means(bold, grid_parcellation(mask, grid=(2, 2, 2))).astype(np.float64)
-    window = means[:48]  # 120 s at TR 2.5 s
-    features = fmri_features(window, np.arange(48), tr, FeatureConfig())
-    psc = 100 * (window - window.mean(axis=0)) / window.mean(axis=0)
-    alff = independent_alff(psc, tr)
-    expected = [window.mean(), psc.var(axis=0, ddof=1).mean(), alff.mean(), alff.var(ddof=1)]
-    np.testing.assert_allclose(features, expected, rtol=RTOL)
-
-
-def test_missing_volumes_are_interpolated_and_few_volumes_give_nan():
-    rng = np.random.default_rng(0)
-    values = 1000 + rng.standard_normal((57, 4))
-    full = fmri_features(values, np.arange(57), 2.1, FeatureConfig())
-    holed = fmri_features(
-        np.delete(values, [20], axis=0), np.delete(np.arange(57), [20]), 2.1, FeatureConfig()
-    )
-    assert np.all(np.isfinite(holed)) and holed[2] == pytest.approx(full[2], rel=0.1)
-    assert np.all(np.isnan(fmri_features(values[:5], np.arange(5), 2.1, FeatureConfig())))
+    slow = FeatureExtractor().compute(dataclasses.replace(shared, sfreq=64.0))
+    assert [p.code for p in slow.problems] == [ProblemCode.EEG_RATE_TOO_LOW]
+    assert slow.problems[0].text == "EEG at 64 Hz cannot give features up to 45 Hz (needs more than 90 Hz)"
+    assert np.isnan(slow.values[:7]).all() and np.isfinite(slow.values[7:]).all()
 
 
 def test_feature_config_refuses_nonsense():

@@ -40,6 +40,7 @@ from hypothesis.errors import Unsatisfiable
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from core.problems import Problem
 from core.windows import Window
 from features.config import FeatureConfig
 from features.extractor import FeatureExtractor
@@ -84,6 +85,7 @@ EEG_FEATURES = range(0, 7)
 BAND_POWERS = range(0, 5)
 ENTROPY, COHERENCE = 5, 6
 FMRI_FEATURES = range(7, 11)
+ALFF_FEATURES = range(9, 11)
 
 
 @dataclass
@@ -280,8 +282,9 @@ def expected_features(spec: StreamSpec, window: Window, origin: int) -> Expectat
     leaves the coherence missing. Otherwise, usable channels within ±1e9 µV give finite absolute band
     powers and spectral entropy, and usable channels that are all valid EEG (:func:`clean_eeg`) give
     all seven finite (the log and relative powers and the coherence need power in every bin).
-    fMRI: fewer than 8 volumes leave the four features missing; otherwise regions that are all valid
-    (:func:`clean_fmri`) give all four finite.
+    fMRI: fewer than 8 volumes leave the four features missing, an ALFF band beyond Nyquist or without
+    a frequency of the series the two ALFF features; otherwise regions that are all valid
+    (:func:`clean_fmri`) give the others finite.
     """
     config = spec.config
     expectation = Expectation()
@@ -318,9 +321,18 @@ def expected_features(spec: StreamSpec, window: Window, origin: int) -> Expectat
     if volumes < config.min_fmri_volumes:
         reason = f"{volumes} fMRI volumes: fMRI features need {config.min_fmri_volumes}"
         expectation.missing.update(dict.fromkeys(FMRI_FEATURES, reason))
-    elif all(clean_fmri(k, e) for k, e in zip(spec.fmri_kinds, spec.fmri_exponents, strict=True)):
-        assert np.isfinite(window.fmri).all()
-        expectation.finite.update(FMRI_FEATURES)
+    else:
+        # ALFF needs its band below Nyquist and a frequency of the (gap-filled) series inside it.
+        n = int(window.fmri_indices.max() - window.fmri_indices.min()) + 1
+        freqs = np.fft.rfftfreq(n, window.tr)[1:]
+        low, high = config.alff_band
+        if high > 1 / (2 * window.tr):
+            expectation.missing.update(dict.fromkeys(ALFF_FEATURES, f"ALFF band up to {high:g} Hz exceeds"))
+        elif not ((freqs >= low) & (freqs <= high)).any():
+            expectation.missing.update(dict.fromkeys(ALFF_FEATURES, "falls in the ALFF band"))
+        if all(clean_fmri(k, e) for k, e in zip(spec.fmri_kinds, spec.fmri_exponents, strict=True)):
+            assert np.isfinite(window.fmri).all()
+            expectation.finite.update(set(FMRI_FEATURES) - set(expectation.missing))
     return expectation
 
 
@@ -340,7 +352,8 @@ def check_features(spec: StreamSpec, window: Window, expectation: Expectation, v
     """Fail unless ``vector`` meets ``expectation`` and names every other missing feature."""
     values, problems = vector.values, vector.problems
     assert values.shape == (len(FEATURE_NAMES),)
-    assert all(isinstance(p, str) and p for p in problems)
+    assert all(isinstance(p, Problem) and p.text for p in problems)
+    texts = [p.text for p in problems]
     assert not np.isinf(values).any(), f"infinite feature on {spec}"
     for index in sorted(expectation.finite):
         assert np.isfinite(values[index]), (
@@ -349,11 +362,11 @@ def check_features(spec: StreamSpec, window: Window, expectation: Expectation, v
     for index, reason in expectation.missing.items():
         name = FEATURE_NAMES[index]
         assert np.isnan(values[index]), f"{name} = {values[index]} without the input it needs on {spec}"
-        assert any(reason in p for p in problems), f"{reason!r} not among {problems} on {spec}"
+        assert any(reason in text for text in texts), f"{reason!r} not among {texts} on {spec}"
     for index in np.flatnonzero(~np.isfinite(values)).tolist():
         if index not in expectation.missing:
             name = FEATURE_NAMES[index]
-            assert any(name in p for p in problems), f"{name} missing, not named in {problems} on {spec}"
+            assert any(name in text for text in texts), f"{name} missing, not named in {texts} on {spec}"
 
 
 def check_stream(spec: StreamSpec, tally: FeatureTally) -> None:
@@ -442,7 +455,7 @@ def test_inputs_that_once_broke_the_features_give_flagged_windows():
         ),
         "an fMRI region of zeros (NaN ALFF)": (
             replace(PLAIN, n_regions=2, fmri_kinds=("noise", "zeros"), fmri_exponents=(3, 3)),
-            set(FMRI_FEATURES) - {7},  # the BOLD mean needs no percent signal change
+            set(FMRI_FEATURES),  # the BOLD level is a percentage of the region's baseline too
         ),
         "fMRI means of 1e39 (inf in float32)": (  # one region: its ALFF variance across regions is 0
             replace(PLAIN, fmri_kinds=("huge",)), set(FMRI_FEATURES) - {10}
