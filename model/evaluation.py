@@ -1,12 +1,10 @@
-"""Metrics, baselines and the written report (JSON, Markdown, PNG plots)."""
+"""Metrics and baselines, per window and per scored epoch, pooled and per subject."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 import numpy as np
+
+from model.epochs import aggregate_to_epochs
 
 
 def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -123,151 +121,96 @@ def summarise_folds(folds: list[dict]) -> dict:
     return summary
 
 
-def write_report(report: dict, folder: str | Path, hypnogram: dict | None = None) -> list[Path]:
-    """Write ``report.json``, ``report.md`` and the PNG plots into ``folder``.
+LEVELS = ("epoch", "window")
+"""The levels every figure is given at, the scoring's own grid first."""
+
+
+def _spread(values: np.ndarray) -> dict:
+    """Mean, SD, min and max of the finite values, and how many there are."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        nan = float("nan")
+        return {"mean": nan, "sd": nan, "min": nan, "max": nan, "subjects": 0}
+    return {
+        "mean": float(finite.mean()),
+        "sd": float(finite.std()),
+        "min": float(finite.min()),
+        "max": float(finite.max()),
+        "subjects": int(finite.size),
+    }
+
+
+def per_subject_metrics(
+    y: np.ndarray, proba: np.ndarray, subjects: np.ndarray, label_names: tuple[str, ...]
+) -> tuple[dict, dict]:
+    """Summary metrics of each subject, and their spread across subjects.
 
     Parameters
     ----------
-    report : dict
-        As built by :mod:`model.training`: ``label_names``, ``test`` (metrics
-        and ``roc`` curves of the model), ``cross_validation`` and more.
-    folder : path-like
-        Output folder.
-    hypnogram : dict | None
-        ``{"run": label, "end": [...], "true": [...], "predicted": [...]}`` of a held-out run.
+    y, proba, subjects : np.ndarray
+        Labels, class probabilities and subjects of the same rows.
+    label_names : tuple of str
+        Class names.
 
     Returns
     -------
-    written : list of Path
+    per_subject : dict
+        Subject to ``n`` and the :data:`SUMMARY_KEYS` (NaN where a subject has one class only).
+    spread : dict
+        Metric to ``mean``, ``sd``, ``min``, ``max`` over the subjects where it is defined, and
+        ``subjects`` (how many).
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = [folder / "report.json", folder / "report.md"]
-    (folder / "report.json").write_text(json.dumps(report, indent=2, default=_jsonable))
-    (folder / "report.md").write_text(_markdown(report))
-    written += _plots(report, folder, hypnogram)
-    return written
+    per_subject = {}
+    for subject in sorted(set(subjects.tolist()), key=str):
+        rows = subjects == subject
+        metrics = classification_metrics(y[rows], proba[rows], label_names)
+        per_subject[str(subject)] = {"n": metrics["n"], **{key: metrics[key] for key in SUMMARY_KEYS}}
+    spread = {
+        key: _spread(np.array([m[key] for m in per_subject.values()], dtype=float)) for key in SUMMARY_KEYS
+    }
+    return per_subject, spread
 
 
-def _jsonable(value: object) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(type(value))
+def assess(
+    y: np.ndarray,
+    proba: np.ndarray,
+    subjects: np.ndarray,
+    epoch_ids: np.ndarray,
+    label_names: tuple[str, ...],
+    epochs_known: bool = True,
+) -> dict:
+    """Every figure of one model's predictions, per epoch (when epochs are known) and per window.
+
+    Parameters
+    ----------
+    y, proba, subjects, epoch_ids : np.ndarray
+        Labels, class probabilities, subjects and epoch ids (-1: none) of the same windows.
+    label_names : tuple of str
+        Class names.
+    epochs_known : bool
+        False when the table says nothing about epochs: per-window figures only.
+
+    Returns
+    -------
+    levels : dict
+        ``epoch`` and ``window``, each :func:`classification_metrics` plus ``per_subject`` and
+        ``subject_spread``; ``epoch`` also has ``windows_per_epoch`` and ``label_conflicts``.
+    """
+    levels: dict = {}
+    if epochs_known:
+        epochs = aggregate_to_epochs(epoch_ids, y, proba, subjects)
+        if epochs.ids.size:
+            levels["epoch"] = _level(epochs.y, epochs.proba, epochs.subjects, label_names)
+            levels["epoch"]["windows_per_epoch"] = float(epochs.windows.mean())
+            levels["epoch"]["label_conflicts"] = epochs.label_conflicts
+    levels["window"] = _level(y, proba, subjects, label_names)
+    return levels
 
 
-def _fmt(value: object) -> str:
-    if isinstance(value, dict):
-        return f"{value['mean']:.3f} ± {value['sd']:.3f}"
-    return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
-
-
-def _markdown(report: dict) -> str:
-    names = report["label_names"]
-    lines = [
-        f"# Evaluation report — labels `{report['labels']}` ({', '.join(names)}), "
-        f"context K = {report['context']}",
-        "",
-        report.get("note", ""),
-        "",
-        f"Data: {report['data']['windows']} labelled windows, {report['data']['subjects']} subjects, "
-        f"{report['data']['runs']} runs; class counts {report['data']['class_counts']}.",
-        "",
-    ]
-    if "test" in report:
-        lines += [
-            f"## Held-out test subjects ({', '.join(report['test']['subjects'])})",
-            "",
-            "| model | accuracy | balanced accuracy | Cohen's kappa | ROC AUC |",
-            "|---|---|---|---|---|",
-        ]
-        for name, metrics in report["test"]["models"].items():
-            lines.append(
-                f"| {name} | {_fmt(metrics['accuracy'])} | {_fmt(metrics['balanced_accuracy'])} | "
-                f"{_fmt(metrics['cohen_kappa'])} | {_fmt(metrics['roc_auc'])} |"
-            )
-        fusion = report["test"]["models"]["fusion"]
-        lines += [
-            "",
-            "Per class (fusion model):",
-            "",
-            "| class | precision | sensitivity | specificity | F1 | n |",
-        ]
-        lines.append("|---|---|---|---|---|---|")
-        for name, values in fusion["per_class"].items():
-            lines.append(
-                f"| {name} | {values['precision']:.3f} | {values['recall_sensitivity']:.3f} | "
-                f"{_fmt(values['specificity'])} | {values['f1']:.3f} | {values['support']} |"
-            )
-        lines += ["", f"Confusion matrix (rows true, columns predicted; {', '.join(names)}):", ""]
-        lines += [f"    {row}" for row in fusion["confusion_matrix"]]
-        lines.append("")
-    if "cross_validation" in report:
-        cv = report["cross_validation"]
-        lines += [
-            f"## Grouped {cv['folds']}-fold cross-validation (no subject in both train and test)",
-            "",
-            "| model | accuracy | balanced accuracy | Cohen's kappa | ROC AUC |",
-            "|---|---|---|---|---|",
-        ]
-        for name, summary in cv["models"].items():
-            lines.append(
-                f"| {name} | {_fmt(summary['accuracy'])} | {_fmt(summary['balanced_accuracy'])} | "
-                f"{_fmt(summary['cohen_kappa'])} | {_fmt(summary['roc_auc'])} |"
-            )
-        lines.append("")
-    return "\n".join(lines) + "\n"
-
-
-def _plots(report: dict, folder: Path, hypnogram: dict | None) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    names = report["label_names"]
-    if "test" in report:
-        confusion = np.array(report["test"]["models"]["fusion"]["confusion_matrix"])
-        figure, axes = plt.subplots(figsize=(4 + len(names) * 0.5, 3.5 + len(names) * 0.5))
-        axes.imshow(confusion, cmap="Blues")
-        for i in range(len(names)):
-            for j in range(len(names)):
-                axes.text(j, i, str(confusion[i, j]), ha="center", va="center")
-        axes.set_xticks(range(len(names)), names)
-        axes.set_yticks(range(len(names)), names)
-        axes.set_xlabel("predicted")
-        axes.set_ylabel("true (expert scoring)")
-        axes.set_title("Confusion matrix, held-out subjects")
-        figure.tight_layout()
-        written.append(folder / "confusion_matrix.png")
-        figure.savefig(written[-1], dpi=100)
-        plt.close(figure)
-
-        figure, axes = plt.subplots(figsize=(5, 4.5))
-        for name, curve in report["test"].get("roc", {}).items():
-            axes.plot(curve["fpr"], curve["tpr"], label=f"{name} (AUC {curve['auc']:.2f})")
-        axes.plot([0, 1], [0, 1], color="grey", linestyle=":")
-        axes.set_xlabel("false positive rate")
-        axes.set_ylabel("true positive rate")
-        axes.set_title("ROC, held-out subjects")
-        axes.legend(loc="lower right", fontsize=8)
-        figure.tight_layout()
-        written.append(folder / "roc.png")
-        figure.savefig(written[-1], dpi=100)
-        plt.close(figure)
-    if hypnogram is not None:
-        figure, axes = plt.subplots(figsize=(9, 3))
-        axes.step(hypnogram["end"], hypnogram["true"], where="post", label="expert scoring", linewidth=2)
-        axes.step(hypnogram["end"], hypnogram["predicted"], where="post", label="predicted", alpha=0.8)
-        axes.set_yticks(range(len(names)), names)
-        axes.invert_yaxis()
-        axes.set_xlabel("time in run (s)")
-        axes.set_title(f"Hypnogram of a held-out run: {hypnogram['run']}")
-        axes.legend(loc="upper right", fontsize=8)
-        figure.tight_layout()
-        written.append(folder / "hypnogram.png")
-        figure.savefig(written[-1], dpi=100)
-        plt.close(figure)
-    return written
+def _level(y: np.ndarray, proba: np.ndarray, subjects: np.ndarray, label_names: tuple[str, ...]) -> dict:
+    per_subject, spread = per_subject_metrics(y, proba, subjects, label_names)
+    return {
+        **classification_metrics(y, proba, label_names),
+        "per_subject": per_subject,
+        "subject_spread": spread,
+    }

@@ -1,4 +1,8 @@
-"""Training with subject-grouped splits, cross-validation and baselines; evaluation of bundles."""
+"""Training with subject-grouped splits, cross-validation and baselines; evaluation of bundles.
+
+Every figure is given per scored 30-s epoch (window predictions averaged over the epoch's windows,
+:mod:`model.epochs`) and per window, pooled and per subject with the spread across subjects.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.stages import EPOCH_SECONDS
 from model.bundle import ModelBundle
-from model.dataset import Scaler, context_sequences, feature_matrix, run_identity, trainable_rows
+from model.context_choice import ContextChoice, choose_context
+from model.contract import unknown_contract
+from model.dataset import Scaler
+from model.epochs import aggregate_to_epochs
 from model.evaluation import (
-    classification_metrics,
+    SUMMARY_KEYS,
+    assess,
     logistic_baseline,
     majority_baseline,
     summarise_folds,
-    write_report,
 )
-from model.labels import label_names, make_labels
+from model.fitting import Prepared, fit_network, prepare, split_validation
+from model.labels import label_names
+from model.report import write_report
 from model.splits import assert_disjoint_subjects, subject_folds, train_validation_test
+
+__all__ = ["Prepared", "TrainConfig", "evaluate_bundle", "fit_network", "prepare", "train_and_report"]
 
 SURROGATE_NOTE = (
     "Accuracy on surrogate (synthetic) sessions says nothing about real brains: the surrogate's "
     "features follow stage by construction."
 )
+BASELINE_FOLDS = 5
+"""Folds of the baselines' cross-validation when a table holds none of a bundle's training subjects."""
+MODELS = ("fusion", "eeg_only", "fmri_only", "logistic_regression", "majority")
 
 
 @dataclass(frozen=True)
@@ -36,8 +51,15 @@ class TrainConfig:
     labels : str
         ``wake-sleep`` (default), ``stages`` or ``task``.
     context : int
-        K, windows per prediction (4 by default, chosen by grouped cross-validation:
-        ``docs/benchmarks.md``).
+        K, windows per prediction (4 by default); 0 chooses K among ``context_candidates`` by an
+        inner subject-grouped cross-validation on the training subjects of each split (nested:
+        the test subjects never take part in the choice).
+    context_candidates : tuple of int
+        The K values a choice (``context = 0``) tries.
+    inner_folds : int
+        Folds of the inner cross-validation (fewer if there are fewer training subjects).
+    inner_epochs : int
+        Most epochs of each inner fit (the fusion model only; early stopping as usual).
     folds : int
         Grouped cross-validation folds (0 = none).
     epochs, batch_size, patience : int
@@ -48,6 +70,9 @@ class TrainConfig:
 
     labels: str = "wake-sleep"
     context: int = 4
+    context_candidates: tuple[int, ...] = (1, 2, 4, 8)
+    inner_folds: int = 3
+    inner_epochs: int = 20
     folds: int = 5
     epochs: int = 60
     batch_size: int = 128
@@ -59,134 +84,58 @@ class TrainConfig:
             label_names(self.labels)
         except ValueError as err:
             raise ValueError(f"TrainConfig.labels: {err}") from None
+        candidates = tuple(self.context_candidates)
         checks = {
-            "context": (self.context >= 1, ">= 1"),
+            "context": (self.context >= 0, "0 (choose by nested cross-validation) or >= 1"),
+            "context_candidates": (
+                len(candidates) > 0 and all(isinstance(k, int) and k >= 1 for k in candidates)
+                and len(set(candidates)) == len(candidates),
+                "distinct integers >= 1, at least one",
+            ),
+            "inner_folds": (self.inner_folds >= 2, ">= 2"),
+            "inner_epochs": (self.inner_epochs >= 1, ">= 1"),
             "folds": (self.folds == 0 or self.folds >= 2, "0 (none) or >= 2"),
             "epochs": (self.epochs >= 1, ">= 1"),
             "batch_size": (self.batch_size >= 1, ">= 1"),
             "patience": (self.patience >= 0, ">= 0"),
-        }
+        }  # fmt: skip
         for name, (ok, allowed) in checks.items():
             if not ok:
                 raise ValueError(f"TrainConfig.{name} must be {allowed}, got {getattr(self, name)!r}")
+        object.__setattr__(self, "context_candidates", candidates)
+
+    @property
+    def chooses_context(self) -> bool:
+        """Whether K is chosen by nested cross-validation rather than fixed."""
+        return self.context == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (recorded in the bundle and the report)."""
+        return {**self.__dict__, "context_candidates": list(self.context_candidates)}
 
 
-@dataclass
-class Prepared:
-    """Model-ready rows of a feature table."""
-
-    table: pd.DataFrame
-    sequences: np.ndarray  # (n, K, 11), unscaled, only trainable rows
-    current: np.ndarray  # (n, 11), the current window
-    y: np.ndarray
-    subjects: np.ndarray
-    names: tuple[str, ...]
-
-
-def prepare(table: pd.DataFrame, config: TrainConfig) -> Prepared:
-    """Labels, causal context sequences and subjects of the trainable rows."""
-    labels = make_labels(table, config.labels)
-    features = feature_matrix(table)
-    sequences = context_sequences(features, run_identity(table), config.context)
-    keep = trainable_rows(table, labels)
-    if keep.sum() == 0:
-        raise ValueError(f"no row of the feature table has a '{config.labels}' label and finite features")
-    return Prepared(
-        table=table[keep].reset_index(drop=True),
-        sequences=sequences[keep],
-        current=features[keep],
-        y=labels[keep],
-        subjects=table["subject"].to_numpy()[keep],
-        names=label_names(config.labels),
-    )
-
-
-class _EpochBar:
-    """A tqdm bar over epochs, as a Keras callback."""
-
-    def __init__(self, description: str, total: int, enabled: bool) -> None:
-        from tqdm import tqdm
-
-        from model.keras_env import import_keras
-
-        keras = import_keras()
-        bar = tqdm(total=total, desc=description, unit="epoch", disable=not enabled, leave=False)
-        base: Any = keras.callbacks.Callback
-
-        class Callback(base):
-            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                bar.update(1)
-                if logs:
-                    bar.set_postfix(loss=f"{logs.get('loss', 0):.3f}", val=f"{logs.get('val_loss', 0):.3f}")
-
-            def on_train_end(self, logs: dict[str, float] | None = None) -> None:
-                bar.close()
-
-        self.callback = Callback()
-
-
-def fit_network(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    n_classes: int,
-    config: TrainConfig,
-    branches: str = "both",
-    progress: str | None = None,
-) -> Any:
-    """Train one network with class weights and early stopping; return it (best weights)."""
-    from model.architecture import build_fusion_model
-    from model.keras_env import import_keras
-
-    keras = import_keras()
-    keras.utils.set_random_seed(config.seed)
-    counts = np.bincount(y_train, minlength=n_classes)
-    weights = {k: (y_train.size / (n_classes * counts[k]) if counts[k] else 0.0) for k in range(n_classes)}
-    network = build_fusion_model(config.context, n_classes, branches=branches)
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
-    ]
-    if progress:
-        callbacks.append(_EpochBar(progress, config.epochs, enabled=True).callback)
-    network.fit(
-        x_train,
-        y_train,
-        validation_data=(x_val, y_val),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        class_weight=weights,
-        callbacks=callbacks,
-        verbose=0,
-        shuffle=True,
-    )
-    return network
-
-
-def split_validation(subjects: np.ndarray, train: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Carve validation subjects out of a training mask (all of them if only one subject)."""
-    train_subjects = np.random.default_rng(seed).permutation(np.unique(subjects[train]))
-    if train_subjects.size < 2:
-        return train, train
-    n_val = max(1, round(0.2 * train_subjects.size))
-    val = train & np.isin(subjects, train_subjects[:n_val])
-    return train & ~val, val
+def context_for(data: Prepared, train: np.ndarray, config: TrainConfig) -> tuple[int, ContextChoice | None]:
+    """The fixed K, or the K chosen on the training rows alone."""
+    if not config.chooses_context:
+        return config.context, None
+    choice = choose_context(data, train, config)
+    return choice.chosen, choice
 
 
 def compare_models(
-    data: Prepared, train: np.ndarray, test: np.ndarray, config: TrainConfig, progress: bool
+    data: Prepared, train: np.ndarray, test: np.ndarray, config: TrainConfig, context: int, progress: bool
 ) -> dict[str, tuple[np.ndarray, Any, Scaler | None]]:
     """Fusion model, EEG-only, fMRI-only, logistic regression and majority on one split.
 
     Returns
     -------
     results : dict
-        Model name to (probabilities on the test rows, the fusion network and scaler if any).
+        Model name to (probabilities on the test rows, the network and scaler if any).
     """
     fit_rows, val_rows = split_validation(data.subjects, train, config.seed)
     assert_disjoint_subjects(data.subjects, fit_rows | val_rows, test)
     scaler = Scaler.fit(data.current[fit_rows])
-    x = scaler.transform(data.sequences)
+    x = scaler.transform(data.sequences(context))
     n_classes = len(data.names)
     results: dict[str, tuple[np.ndarray, Any, Scaler | None]] = {}
     for name, branches in (("fusion", "both"), ("eeg_only", "eeg"), ("fmri_only", "fmri")):
@@ -205,30 +154,80 @@ def compare_models(
     return results
 
 
-def cross_validate(data: Prepared, config: TrainConfig, progress: bool = True) -> dict:
-    """Grouped k-fold cross-validation of the model and its baselines."""
-    per_model: dict[str, list[dict]] = {}
-    folds = subject_folds(data.subjects, config.folds, config.seed)
-    for k, (train, test) in enumerate(folds):
-        assert_disjoint_subjects(data.subjects, train, test)
-        if progress:
-            print(f"fold {k + 1}/{len(folds)}: test subjects {sorted(set(data.subjects[test]))}", flush=True)
-        for name, (proba, _, _) in compare_models(data, train, test, config, progress).items():
-            per_model.setdefault(name, []).append(classification_metrics(data.y[test], proba, data.names))
+def _assess(data: Prepared, rows: np.ndarray, proba: np.ndarray) -> dict:
+    return assess(
+        data.y[rows], proba, data.subjects[rows], data.epochs[rows], data.names, data.epoch_source is not None
+    )
+
+
+def _without_subjects(levels: dict) -> dict:
     return {
-        "folds": config.folds,
-        "models": {name: summarise_folds(folds_metrics) for name, folds_metrics in per_model.items()},
-        "per_fold": per_model,
+        level: {k: v for k, v in figures.items() if k not in ("per_subject", "subject_spread")}
+        for level, figures in levels.items()
     }
 
 
-def _roc_curves(y: np.ndarray, probabilities: dict[str, np.ndarray], names: tuple[str, ...]) -> dict:
-    """ROC curves (one-vs-rest for more than two classes) of each model given."""
+def cross_validate(data: Prepared, config: TrainConfig, progress: bool = True) -> dict:
+    """Grouped k-fold cross-validation of the model and its baselines (K chosen per fold if asked).
+
+    Every subject is tested exactly once, so the out-of-fold predictions give per-subject figures
+    for every subject of the table.
+    """
+    folds = subject_folds(data.subjects, config.folds, config.seed)
+    n_classes = len(data.names)
+    out_of_fold = {name: np.full((data.y.size, n_classes), np.nan) for name in MODELS}
+    per_fold: dict[str, list[dict]] = {name: [] for name in MODELS}
+    fold_subjects, contexts, choices = [], [], []
+    for k, (train, test) in enumerate(folds):
+        assert_disjoint_subjects(data.subjects, train, test)
+        tested = sorted(str(s) for s in set(data.subjects[test]))
+        if progress:
+            print(f"fold {k + 1}/{len(folds)}: test subjects {tested}", flush=True)
+        context, choice = context_for(data, train, config)
+        fold_subjects.append(tested)
+        contexts.append(context)
+        choices.append(choice.as_dict() if choice else None)
+        for name, (proba, _, _) in compare_models(data, train, test, config, context, progress).items():
+            out_of_fold[name][test] = proba
+            per_fold[name].append(_without_subjects(_assess(data, test, proba)))
+    models = {}
+    for name in MODELS:
+        pooled = _assess(data, np.ones(data.y.size, dtype=bool), out_of_fold[name])
+        models[name] = {
+            level: {**figures, "over_folds": summarise_folds([fold[level] for fold in per_fold[name]])}
+            for level, figures in pooled.items()
+        }
+    return {
+        "folds": config.folds,
+        "fold_subjects": fold_subjects,
+        "contexts": contexts,
+        "context_choices": choices,
+        "models": models,
+        "per_fold": per_fold,
+    }
+
+
+def _level_predictions(
+    data: Prepared, rows: np.ndarray, proba: np.ndarray
+) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Per epoch when epochs are known, else per window: (level, y, proba, epoch onsets or None)."""
+    if data.epoch_source is None:
+        return "window", data.y[rows], proba, None
+    epochs = aggregate_to_epochs(data.epochs[rows], data.y[rows], proba, data.subjects[rows])
+    onsets = pd.Series(data.epoch_onsets[rows]).groupby(data.epochs[rows]).first()
+    return "epoch", epochs.y, epochs.proba, onsets.reindex(epochs.ids).to_numpy()
+
+
+def _roc_curves(data: Prepared, rows: np.ndarray, probabilities: dict[str, np.ndarray]) -> dict:
+    """ROC curves (one-vs-rest for more than two classes), per epoch when epochs are known."""
     from sklearn.metrics import auc, roc_curve
 
-    curves = {}
+    names = data.names
+    curves: dict[str, Any] = {}
     classes = [len(names) - 1] if len(names) == 2 else list(range(len(names)))
-    for model_name, proba in probabilities.items():
+    level = "window"
+    for model_name, window_proba in probabilities.items():
+        level, y, proba, _ = _level_predictions(data, rows, window_proba)
         for k in classes:
             if (y == k).any() and (y != k).any():
                 fpr, tpr, _ = roc_curve(y == k, proba[:, k])
@@ -237,21 +236,51 @@ def _roc_curves(y: np.ndarray, probabilities: dict[str, np.ndarray], names: tupl
                     "tpr": tpr.tolist(),
                     "auc": float(auc(fpr, tpr)),
                 }
-    return curves
+    return {"level": level, "curves": curves}
 
 
 def _data_summary(data: Prepared) -> dict:
     runs = data.table.groupby(["subject", "task", "run"]).ngroups
     counts = np.bincount(data.y, minlength=len(data.names))
-    return {
+    summary = {
         "windows": int(data.y.size),
         "subjects": int(np.unique(data.subjects).size),
         "runs": int(runs),
         "class_counts": {name: int(c) for name, c in zip(data.names, counts, strict=True)},
     }
+    if data.epoch_source is not None:
+        summary["epochs"] = int(np.unique(data.epochs[data.epochs >= 0]).size)
+    return summary
+
+
+def _epoch_summary(data: Prepared) -> dict:
+    """Where the epochs come from and when an epoch's prediction is final."""
+    if data.epoch_source is None:
+        return {
+            "source": None,
+            "note": "the table has neither 'epoch_start' nor window 'start' and 'end': "
+            "per-window figures only",
+        }
+    summary: dict[str, Any] = {
+        "source": data.epoch_source,
+        "rule": "a window belongs to the scored 30-s epoch holding the majority of its EEG; an epoch's "
+        "prediction is the mean of its windows' class probabilities",
+    }
+    if data.epoch_source == "window midpoint":
+        summary["note"] = (
+            "no 'epoch_start' column: each window's epoch is the one holding its midpoint, and its label "
+            "that epoch's stage, read from the windows that end in it (the rule such tables were written by)"
+        )
+    if "end" in data.table:
+        known = data.epochs >= 0
+        late = data.table["end"].to_numpy(float)[known] - (data.epoch_onsets[known] + EPOCH_SECONDS)
+        if late.size:
+            summary["final_after_epoch_end_s"] = float(max(0.0, late.max()))
+    return summary
 
 
 def _hypnogram(data: Prepared, test: np.ndarray, proba: np.ndarray) -> dict | None:
+    """True and predicted classes of the held-out run with most windows, per epoch when known."""
     rows = np.flatnonzero(test)
     if rows.size == 0:
         return None
@@ -259,19 +288,62 @@ def _hypnogram(data: Prepared, test: np.ndarray, proba: np.ndarray) -> dict | No
     keys = table["subject"].astype(str) + " " + table["task"].astype(str) + "-" + table["run"].astype(str)
     chosen = keys.value_counts().index[0]
     pick = (keys == chosen).to_numpy()
-    end = table["end"].to_numpy()[pick] if "end" in table else np.arange(pick.sum())
+    mask = np.zeros(test.size, dtype=bool)
+    mask[rows[pick]] = True
+    level, y, run_proba, onsets = _level_predictions(data, mask, proba[pick])
+    if onsets is not None:
+        order = np.argsort(onsets)
+        time, y, run_proba = onsets[order], y[order], run_proba[order]
+    else:
+        time = table["end"].to_numpy()[pick] if "end" in table else np.arange(pick.sum())
     return {
         "run": f"sub-{chosen}",
-        "end": end.tolist(),
-        "true": data.y[rows][pick].tolist(),
-        "predicted": proba.argmax(axis=1)[pick].tolist(),
+        "level": level,
+        "time": np.asarray(time, float).tolist(),
+        "true": np.asarray(y).tolist(),
+        "predicted": run_proba.argmax(axis=1).tolist(),
+    }
+
+
+def _test_section(data: Prepared, test: np.ndarray, probabilities: dict[str, np.ndarray]) -> dict:
+    return {
+        "subjects": sorted(str(s) for s in set(data.subjects[test])),
+        "models": {name: _assess(data, test, proba) for name, proba in probabilities.items()},
+        "roc": _roc_curves(
+            data, test, {k: probabilities[k] for k in ("fusion", "logistic_regression") if k in probabilities}
+        ),
     }
 
 
 def train_and_report(
-    table: pd.DataFrame, config: TrainConfig, output: str | Path, note: str = "", progress: bool = True
+    table: pd.DataFrame,
+    config: TrainConfig,
+    output: str | Path,
+    note: str = "",
+    progress: bool = True,
+    contract: dict | None = None,
 ) -> ModelBundle:
-    """Cross-validate, train the final model on a subject split, write the bundle and its report."""
+    """Cross-validate, train the final model on a subject split, write the bundle and its report.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A feature table.
+    config : TrainConfig
+        The training settings.
+    output : path-like
+        The bundle folder.
+    note : str
+        A sentence stored in the bundle and its report.
+    progress : bool
+        Print the folds and a progress bar per model.
+    contract : dict | None
+        The feature contract stored in the bundle (:class:`model.bundle.ModelBundle`).
+
+    Returns
+    -------
+    bundle : ModelBundle
+    """
     data = prepare(table, config)
     report: dict = {
         "labels": config.labels,
@@ -279,57 +351,87 @@ def train_and_report(
         "context": config.context,
         "note": note,
         "data": _data_summary(data),
-        "config": config.__dict__,
+        "epochs": _epoch_summary(data),
+        "config": config.as_dict(),
     }
     if config.folds:
         report["cross_validation"] = cross_validate(data, config, progress)
     _, _, test = train_validation_test(data.subjects, seed=config.seed)
-    results = compare_models(data, ~test, test, config, progress)
-    report["test"] = {
-        "subjects": sorted(str(s) for s in set(data.subjects[test])),
-        "models": {
-            name: classification_metrics(data.y[test], proba, data.names)
-            for name, (proba, _, _) in results.items()
-        },
-        "roc": _roc_curves(
-            data.y[test], {name: results[name][0] for name in ("fusion", "logistic_regression")}, data.names
-        ),
-    }
+    context, choice = context_for(data, ~test, config)
+    report["context"] = context
+    if choice is not None:
+        report["context_choice"] = choice.as_dict()
+    results = compare_models(data, ~test, test, config, context, progress)
+    report["test"] = _test_section(data, test, {name: proba for name, (proba, _, _) in results.items()})
     _, network, scaler = results["fusion"]
     assert scaler is not None  # the networks are trained on scaled features
+    fusion = report["test"]["models"]["fusion"]
     bundle = ModelBundle(
         model=network,
         scaler=scaler,
         labels=config.labels,
         label_names=data.names,
-        context=config.context,
+        context=context,
         training={
             **report["data"],
             "train_subjects": sorted(str(s) for s in set(data.subjects[~test])),
             "test_subjects": report["test"]["subjects"],
-            "config": config.__dict__,
+            "config": config.as_dict(),
+            **({"context_choice": report["context_choice"]} if choice else {}),
             "note": note,
         },
-        metrics={
-            "test": {
-                k: report["test"]["models"]["fusion"][k]
-                for k in ("accuracy", "balanced_accuracy", "cohen_kappa", "roc_auc")
-            }
-        },
+        metrics={"test": {level: {key: fusion[level][key] for key in SUMMARY_KEYS} for level in fusion}},
+        contract=unknown_contract() if contract is None else contract,
     )
     bundle.save(output)
     write_report(report, output, _hypnogram(data, test, results["fusion"][0]))
     return bundle
 
 
+def _unseen_baselines(data: Prepared, unseen: np.ndarray) -> tuple[dict[str, np.ndarray], str]:
+    """Logistic regression and majority for the unseen rows, never fitted on them.
+
+    Fitted on the table's rows of the bundle's training subjects when the table holds any (the
+    bundle's own training data); otherwise by grouped cross-validation over the unseen subjects
+    (up to :data:`BASELINE_FOLDS` folds; each subject scored by baselines fitted on other subjects).
+    """
+    n_classes = len(data.names)
+    seen = ~unseen
+    if seen.any():
+        scaler = Scaler.fit(data.current[seen])
+        current = scaler.transform(data.current)
+        return {
+            "logistic_regression": logistic_baseline(current[seen], data.y[seen], current[unseen], n_classes),
+            "majority": majority_baseline(data.y[seen], int(unseen.sum()), n_classes),
+        }, "logistic regression and majority fitted on the table's rows of the bundle's training subjects"
+    subjects = data.subjects[unseen]
+    n_folds = min(BASELINE_FOLDS, np.unique(subjects).size)
+    if n_folds < 2:
+        return {}, "one unseen subject and no training subject in the table: no baseline can be fitted"
+    x, y = data.current[unseen], data.y[unseen]
+    out = {name: np.zeros((y.size, n_classes)) for name in ("logistic_regression", "majority")}
+    for train, test in subject_folds(subjects, n_folds, seed=0):
+        scaler = Scaler.fit(x[train])
+        out["logistic_regression"][test] = logistic_baseline(
+            scaler.transform(x[train]), y[train], scaler.transform(x[test]), n_classes
+        )
+        out["majority"][test] = majority_baseline(y[train], int(test.sum()), n_classes)
+    return out, (
+        "the table holds none of the bundle's training subjects: logistic regression and majority by "
+        f"grouped {n_folds}-fold cross-validation over the unseen subjects (each scored by baselines "
+        "fitted on other subjects)"
+    )
+
+
 def evaluate_bundle(
     bundle: ModelBundle, table: pd.DataFrame, output: str | Path, folds: int = 5, progress: bool = True
 ) -> dict:
-    """Evaluate a bundle on a feature table, with grouped cross-validated baselines in the same run.
+    """Evaluate a bundle on a feature table, with baselines and a grouped cross-validation.
 
-    The bundle is scored only on subjects it was not trained on; the table's
-    subjects also feed a grouped cross-validation of the same architecture and
-    of the baselines.
+    The bundle is scored only on subjects it was not trained on, beside logistic regression and
+    majority baselines that never see those subjects (:func:`_unseen_baselines`); the table's
+    subjects also feed a grouped cross-validation of the same architecture (the bundle's K) and of
+    the baselines.
     """
     config = TrainConfig(labels=bundle.labels, context=bundle.context, folds=folds)
     data = prepare(table, config)
@@ -341,23 +443,15 @@ def evaluate_bundle(
         "context": bundle.context,
         "note": bundle.training.get("note", ""),
         "data": _data_summary(data),
+        "epochs": _epoch_summary(data),
         "bundle": bundle.identity,
     }
     proba = None
     if unseen.any():
-        proba = bundle.predict_sequences(data.sequences[unseen])
-        y = data.y[unseen]
-        train_rows = ~unseen if (~unseen).any() else unseen
-        report["test"] = {
-            "subjects": sorted(str(s) for s in set(data.subjects[unseen])),
-            "models": {
-                "fusion": classification_metrics(y, proba, data.names),
-                "majority": classification_metrics(
-                    y, majority_baseline(data.y[train_rows], int(y.size), len(data.names)), data.names
-                ),
-            },
-            "roc": _roc_curves(y, {"fusion": proba}, data.names),
-        }
+        proba = bundle.predict_sequences(data.sequences(bundle.context)[unseen])
+        baselines, how = _unseen_baselines(data, unseen)
+        report["test"] = _test_section(data, unseen, {"fusion": proba, **baselines})
+        report["test"]["baselines"] = how
     else:
         report["test_note"] = (
             "every subject of this table was used to train the bundle: no unbiased test possible"

@@ -82,7 +82,8 @@ def test_train_uses_the_files_settings_and_its_flags_win(tmp_path):
     assert status == 0
     recorded = json.loads((bundle / "bundle.json").read_text())["training"]["config"]
     assert recorded == {
-        "labels": "wake-sleep", "context": 2, "folds": 0, "epochs": 1, "batch_size": 64, "patience": 1,
+        "labels": "wake-sleep", "context": 2, "context_candidates": [1, 2, 4, 8], "inner_folds": 3,
+        "inner_epochs": 20, "folds": 0, "epochs": 1, "batch_size": 64, "patience": 1,
         "seed": 3,  # the flag's, not the file's 7
     }  # fmt: skip
     assert json.loads((bundle / "report.json").read_text())["config"] == recorded
@@ -117,10 +118,13 @@ def test_a_bad_value_in_the_new_sections_names_the_file_section_and_key(tmp_path
 
 def test_the_command_line_shows_the_message_without_a_traceback(tmp_path):
     path = tmp_path / "bad.toml"
-    path.write_text("[train]\ncontext = 0\n")
+    path.write_text("[train]\ncontext = -1\n")
     result = run_cli("--config", str(path), "train", "t.csv", "-o", str(tmp_path / "b"), timeout=BOUND)
     assert result.returncode == 1
-    assert result.stderr == f"error: {path}: [train]: TrainConfig.context must be >= 1, got 0\n"
+    assert result.stderr == (
+        f"error: {path}: [train]: TrainConfig.context must be 0 (choose by nested cross-validation) "
+        "or >= 1, got -1\n"
+    )
 
 
 def test_a_bad_flag_is_refused_by_the_sections_own_checks(tmp_path):
