@@ -13,7 +13,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="evaluate a model bundle on a feature table, beside grouped cross-validated baselines",
         description=(
             "Score a bundle on the subjects of a feature table it was not trained on, and cross-validate "
-            "the same architecture and the baselines on the table by subject, in the same run."
+            "the same architecture and the baselines on the table by subject, in the same run. A table "
+            "whose feature contract (the .json file 'extract' writes beside it) differs from the bundle's "
+            "is refused, naming the setting."
         ),
     )
     evaluate.add_argument("model", help="bundle folder")
@@ -25,13 +27,26 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the report."""
-    from model.bundle import load_bundle
+    from model.bundle import BundleError, load_bundle
+    from model.contract import SYNTHETIC_WARNING, ContractError, check_table, is_synthetic
     from model.dataset import read_feature_table
     from model.training import evaluate_bundle
+    from pipeline.table_contract import read_table_contract
 
-    bundle = load_bundle(args.model)
+    try:
+        bundle = load_bundle(args.model)
+        table = read_feature_table(args.features)
+        notes = check_table(
+            bundle.contract, read_table_contract(args.features, table), args.model, args.features
+        )
+    except (BundleError, ContractError, OSError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    if is_synthetic(bundle.contract):
+        notes.insert(0, SYNTHETIC_WARNING)
+    for note in notes:
+        print(f"warning: {note}", flush=True)
     output = Path(args.output) if args.output else Path(args.model) / "evaluation"
-    evaluate_bundle(bundle, read_feature_table(args.features), output, folds=args.folds)
+    evaluate_bundle(bundle, table, output, folds=args.folds)
     print(f"wrote {output / 'report.md'}", flush=True)
     print((output / "report.md").read_text(), flush=True)
     return 0

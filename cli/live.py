@@ -17,7 +17,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Consume an EEG stream (e.g. Brain Products' LSL connector), the fMRI-metrics stream "
             "(run_stream.py fmri-source) and optionally the scanner's volume triggers, and run the whole "
             "pipeline on them: features, model, viewer, websocket feed, LSL output, session record. "
-            "A stream is named by NAME, name:NAME, type:TYPE or source_id:ID. Ctrl-C stops."
+            "A stream is named by NAME, name:NAME, type:TYPE or source_id:ID. The model bundle (--model, "
+            "default: the shipped one, trained on synthetic data) must have been trained on features "
+            "computed as this run computes them (its feature contract), or it is refused. Ctrl-C stops."
         ),
     )
     live.add_argument("--eeg", default=None, metavar="QUERY", help="the EEG stream (default type:EEG)")

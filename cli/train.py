@@ -13,7 +13,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="train the fusion model on a feature table, with grouped cross-validation and baselines",
         description=(
             "Train the CNN+RNN fusion model on a feature table (from 'extract', or the origin app's "
-            "per-run CSV). Subject-grouped k-fold cross-validation of the model and its baselines, then a "
+            "per-run CSV). The table's feature contract (the .json file 'extract' writes beside it) is "
+            "stored in the bundle, so that a run computing other features is refused. Subject-grouped k-fold "
+            "cross-validation of the model and its baselines, then a "
             "final model on a train/validation/test split by subject; writes the bundle and its report. "
             "The training settings come from the [train] section of the configuration file "
             "('run_stream.py --config FILE train ...'; 'run_stream.py config' prints it), overridden by "
@@ -32,7 +34,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     train.add_argument(
         "--context", type=int, default=None,
-        help="K, windows per prediction, 1 for the origin's model (default: [train] context, 4)",
+        help="K, windows per prediction, 1 for the origin's model, 0 to choose it by nested cross-validation "
+        "among [train] context_candidates (default: [train] context, 4)",
     )  # fmt: skip
     train.add_argument("--epochs", type=int, default=None, help="most epochs (default: [train] epochs, 60)")
     train.add_argument("--seed", type=int, default=None, help="random seed (default: [train] seed, 0)")
@@ -42,9 +45,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, write the bundle and print its report."""
+    from model.contract import is_known
     from model.dataset import read_feature_table
     from model.training import train_and_report
     from pipeline.settings import SettingsError
+    from pipeline.table_contract import contract_path, read_table_contract
 
     try:
         settings = args.settings.replace(
@@ -53,8 +58,19 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except SettingsError as err:
         raise SystemExit(f"error: {err}") from None
-    table = read_feature_table(args.features)
-    bundle = train_and_report(table, settings.train, args.output, note=args.note)
+    try:
+        table = read_feature_table(args.features)
+        contract = read_table_contract(args.features, table)
+    except (OSError, ValueError) as err:  # ContractError is a ValueError
+        raise SystemExit(f"error: {err}") from None
+    if not is_known(contract):
+        print(
+            f"warning: {args.features} has no feature contract ({contract_path(args.features).name}): the "
+            "bundle will not say how its features were computed, so 'live' will refuse it and 'evaluate' "
+            "will take it only on tables without a contract",
+            flush=True,
+        )
+    bundle = train_and_report(table, settings.train, args.output, note=args.note, contract=contract)
     print(f"wrote the bundle and its report to {bundle.path}", flush=True)
     print((Path(args.output) / "report.md").read_text(), flush=True)
     return 0

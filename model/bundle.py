@@ -3,9 +3,10 @@
 Contents: ``model.keras`` (the Keras model), ``model.tflite`` (the same model
 for LiteRT, see :mod:`model.inference`), ``bundle.json`` (format version,
 feature names and order, label scheme and names, context K, the fitted scaler,
-a summary of the training data, the metrics, library versions). Loading refuses
-a bundle whose features, context or Keras version do not match, with a message
-naming what differs.
+the feature contract (:mod:`model.contract`: feature definitions and settings, window
+geometry, EEG rate and TR ranges, surrogate or real data), a summary of the training
+data, the metrics, library versions). Loading refuses a bundle whose format, features,
+context or Keras version do not match, with a message naming what differs.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from features.names import FEATURE_NAMES
+from model.contract import ContractError, summary, unknown_contract, validate_contract
 from model.dataset import Scaler
 
 if TYPE_CHECKING:
     import keras
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2
+"""Format 2 added the feature contract; format 1 bundles are refused (retrain them)."""
 MODEL_FILE = "model.keras"
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_bundle"
 """The shipped bundle, trained on surrogate sessions (see its README)."""
@@ -60,6 +63,7 @@ class ModelBundle:
     label_names: tuple[str, ...]
     context: int
     feature_names: tuple[str, ...] = FEATURE_NAMES
+    contract: dict[str, Any] = field(default_factory=unknown_contract)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
@@ -75,6 +79,7 @@ class ModelBundle:
             "context": self.context,
             "created": self.training.get("created"),
             "format": BUNDLE_FORMAT,
+            "contract": summary(self.contract),
         }
 
     def predict_sequences(self, sequences: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -94,6 +99,7 @@ class ModelBundle:
             "labels": self.labels,
             "label_names": list(self.label_names),
             "context": self.context,
+            "contract": self.contract,
             "scaler": self.scaler.to_dict(),
             "training": {"created": datetime.now(UTC).isoformat(timespec="seconds"), **self.training},
             "metrics": self.metrics,
@@ -106,6 +112,26 @@ class ModelBundle:
 
         export_litert(self)  # the lean runtime for acquisition PCs without TensorFlow
         return folder
+
+
+def check_format(meta: dict[str, Any], meta_path: Path) -> None:
+    """Refuse a ``bundle.json`` of another format, saying what to do.
+
+    Raises
+    ------
+    BundleError
+        For a format-1 bundle (no feature contract: retrain it) or any other format.
+    """
+    found = meta.get("format")
+    if found == BUNDLE_FORMAT:
+        return
+    if found == 1:
+        raise BundleError(
+            f"{meta_path}: bundle format 1 does not record how its features were computed (feature "
+            f"contract, format {BUNDLE_FORMAT}): retrain it with 'run_stream.py train' on a table written by "
+            "'run_stream.py extract'"
+        )
+    raise BundleError(f"{meta_path}: bundle format {found!r}, this version reads format {BUNDLE_FORMAT}")
 
 
 def load_bundle(
@@ -139,14 +165,15 @@ def load_bundle(
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as err:
         raise BundleError(f"{meta_path}: invalid JSON ({err.msg}, line {err.lineno})") from None
-    required = ("format", "feature_names", "labels", "label_names", "context", "scaler", "versions")
+    check_format(meta, meta_path)
+    required = ("feature_names", "labels", "label_names", "context", "contract", "scaler", "versions")
     missing = [key for key in required if key not in meta]
     if missing:
         raise BundleError(f"{meta_path}: missing key(s) {missing}")
-    if meta["format"] != BUNDLE_FORMAT:
-        raise BundleError(
-            f"{meta_path}: bundle format {meta['format']}, this version reads format {BUNDLE_FORMAT}"
-        )
+    try:
+        contract = validate_contract(meta["contract"], str(meta_path))
+    except ContractError as err:
+        raise BundleError(str(err)) from None
     if tuple(meta["feature_names"]) != tuple(feature_names):
         raise BundleError(
             f"{meta_path}: the bundle was trained on features {meta['feature_names']}, "
@@ -193,6 +220,7 @@ def load_bundle(
         label_names=tuple(meta["label_names"]),
         context=int(meta["context"]),
         feature_names=tuple(meta["feature_names"]),
+        contract=contract,
         training=meta.get("training", {}),
         metrics=meta.get("metrics", {}),
         versions=meta["versions"],

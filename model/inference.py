@@ -76,7 +76,7 @@ class Predictor:
             raise ValueError(f"backend must be 'tf-function' or 'litert', got {backend!r}")
         self.backend = backend
         if backend == "litert":
-            from model.bundle import ModelBundle
+            from model.bundle import META_FILE, ModelBundle, check_format
 
             if isinstance(bundle_or_folder, ModelBundle):
                 if bundle_or_folder.path is None:
@@ -84,7 +84,8 @@ class Predictor:
                 folder = bundle_or_folder.path
             else:
                 folder = Path(bundle_or_folder)
-            meta = json.loads((folder / "bundle.json").read_text())
+            meta = json.loads((folder / META_FILE).read_text())
+            check_format(meta, folder / META_FILE)
             self.context = int(meta["context"])
             self.label_names: tuple[str, ...] = tuple(meta["label_names"])
             self.scaler = Scaler.from_dict(meta["scaler"])

@@ -13,6 +13,7 @@ from typing import Any
 
 from features.extractor import FeatureExtractor
 from model.bundle import ModelBundle, load_bundle
+from model.contract import SYNTHETIC_WARNING, check_live, is_synthetic, range_warnings, run_contract
 from model.inference import Predictor
 from pipeline.lsl_output import PredictionOutlet
 from pipeline.pipeline import Pipeline
@@ -38,6 +39,9 @@ class LivePipeline:
         The LSL prediction streams, when published.
     recorder : SessionRecorder | None
         The session record, when recording.
+    warnings : list of str
+        What the operator must know about the model for this run: trained on synthetic data, EEG
+        rate or TR outside the trained range (:func:`model_warnings`).
     """
 
     acquisition: Acquisition
@@ -45,6 +49,7 @@ class LivePipeline:
     bundle: ModelBundle
     outlet: PredictionOutlet | None = None
     recorder: SessionRecorder | None = None
+    warnings: list[str] = field(default_factory=list)
     _closed: bool = field(default=False, repr=False)
 
     def close(self) -> Path | None:
@@ -107,16 +112,29 @@ def build_pipeline(
     -------
     live : LivePipeline
         Close it (or use it as a context manager) to stop.
+
+    Raises
+    ------
+    model.contract.ContractError
+        Before anything is opened, when the bundle's feature contract differs from the features
+        and window geometry this run computes (naming the setting), or is unknown.
     """
     bundle = bundle if bundle is not None else load_bundle(settings.model.bundle_path)
+    acquisition_config = acquisition_config or settings.acquisition()
+    check_live(
+        bundle.contract,
+        run_contract(settings.features.to_dict(), acquisition_config.window.geometry()),
+        str(bundle.path) if bundle.path is not None else "in use",
+    )
     predictor = Predictor(bundle, backend=settings.model.backend)
-    acquisition = Acquisition(acquisition_config or settings.acquisition())
+    acquisition = Acquisition(acquisition_config)
     if start:
         acquisition.start()
     live = LivePipeline(
         acquisition=acquisition,
         pipeline=Pipeline(acquisition, predictor, FeatureExtractor(settings.features)),
         bundle=bundle,
+        warnings=model_warnings(bundle, acquisition),
     )
     try:
         if outlet_prefix is not None:
@@ -127,7 +145,7 @@ def build_pipeline(
             metadata = {
                 "session": session_info or {},
                 "configuration": settings.as_dict(),
-                "model": bundle.identity,
+                "model": {**bundle.identity, "warnings": live.warnings},
             }
             live.recorder = SessionRecorder(recording.directory, name, metadata, fsync=recording.fsync)
             live.pipeline.add_sink(live.recorder)
@@ -135,3 +153,15 @@ def build_pipeline(
         live.close()
         raise
     return live
+
+
+def model_warnings(bundle: ModelBundle, acquisition: Acquisition) -> list[str]:
+    """Warnings about the model for this run: synthetic training data, EEG rate or TR outside its range.
+
+    The rate and TR are the connected streams' (none before the acquisition is connected).
+    """
+    warnings = [SYNTHETIC_WARNING] if is_synthetic(bundle.contract) else []
+    windower = acquisition.windower
+    if windower is not None:
+        warnings += range_warnings(bundle.contract, sfreq=windower.sfreq, tr=windower.tr)
+    return warnings

@@ -127,7 +127,10 @@ def test_sample_csv_downloads_and_analyses_to_the_live_predictors_probabilities(
     assert all(math.isfinite(v) and v >= 0 for v in importance["sd"].values())
     assert importance["baseline"] == pytest.approx(report["scored"]["balanced_accuracy"])
     assert report["context"]["K"] == bundle.context
-    assert report["warnings"] == []
+    # No feature contract came with the upload: said, with the definitions the model expects.
+    assert [w["kind"] for w in report["warnings"]] == ["contract_unchecked", "synthetic_model"]
+    assert "feature definitions" in report["warnings"][0]["message"]
+    assert report["model"]["contract"]["synthetic"] is True
 
 
 def test_each_run_starts_its_own_context_and_unscored_files_get_label_free_importance(server, bundle):
@@ -398,8 +401,51 @@ def test_origin_layout_and_extra_columns_are_warnings(server):
     status, report = analyse(server, to_csv(table))
     assert status == 200, report
     found = kinds({"problems": report["warnings"]})
-    assert set(found) == {"origin_layout", "extra_columns"}
+    assert set(found) == {"origin_layout", "extra_columns", "contract_unchecked", "synthetic_model"}
     assert "Delta Power → eeg_delta_power" in found["origin_layout"][0]["message"]
+
+
+def table_contract_of(bundle, **features) -> str:
+    """The bundle's own contract with some feature settings changed, as the JSON of a table's sidecar."""
+    contract = json.loads(json.dumps(bundle.contract))
+    contract["features"].update(features)
+    return json.dumps(contract)
+
+
+def test_a_table_contract_that_differs_from_the_bundles_refuses_the_upload(server, bundle):
+    import urllib.parse
+
+    body = to_csv(sample_frame().head(20))
+    refused = urllib.parse.urlencode({"contract": table_contract_of(bundle, power_scale="log")})
+    status, report = analyse(server, body, f"?{refused}")
+    assert status == 422, report
+    (problem,) = report["problems"]
+    assert problem["kind"] == "contract_mismatch"
+    assert "features.power_scale = 'absolute', the table holds 'log'" in problem["message"]
+    status, _ = analyse(server, body, f"?format=csv&{refused}")
+    assert status == 422
+    status, report = analyse(server, body, "?" + urllib.parse.urlencode({"contract": "{not json"}))
+    assert status == 422 and report["problems"][0]["kind"] == "bad_parameter"
+    # The bundle's own contract: accepted, and no longer "unchecked".
+    same = urllib.parse.urlencode({"contract": table_contract_of(bundle)})
+    status, report = analyse(server, body, f"?{same}")
+    assert status == 200, report
+    assert [w["kind"] for w in report["warnings"]] == ["synthetic_model"]
+
+
+@pytest.mark.browser
+def test_the_page_shows_what_the_model_expects(page, server, bundle):
+    status, _, content = request(f"{server.url}/api/analysis/model")
+    assert status == 200
+    model = json.loads(content)
+    assert model["feature_contract"] == bundle.contract
+    assert model["contract"]["synthetic"] is True
+    page.goto(f"{server.url}/analysis")
+    page.wait_for_function("document.querySelector('#model-contract').textContent.length > 0", timeout=30_000)
+    text = page.text_content("#model-contract")
+    assert model["contract"]["description"] in text and "surrogate" in text
+    assert page.is_visible("#model-synthetic")
+    assert page.console_errors == []
 
 
 def analysis_origin_columns() -> dict[str, str]:

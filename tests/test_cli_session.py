@@ -25,6 +25,7 @@ SCHEMAS = {
 # Bounds that only guard against hanging: every wait below ends on its event (a line, a message, a stream).
 BOUND = 120
 PRINTED_WINDOW = re.compile(r"window\s+(\d+)\s+predicted=")  # the console line of each prediction
+SYNTHETIC = "model trained on synthetic data: its predictions say nothing about real brains"
 
 
 def predictions_from(port: int, count: int, timeout: float, until=lambda messages: True) -> list[dict]:
@@ -97,6 +98,17 @@ def test_demo_serves_predictions_and_stops_cleanly_on_ctrl_c(tmp_path):
     printed = [int(m[1]) for m in map(PRINTED_WINDOW.match, demo.lines) if m]
     assert printed and printed == [r["window"] for r in recorded][: len(printed)]
     assert f"Session recorded in {tmp_path / 'sessions'}" in output
+    # The shipped bundle was trained on surrogate sessions: said at start, and recorded.
+    assert_synthetic_model_announced(demo.lines)
+    (folder,) = (tmp_path / "sessions").iterdir()
+    assert SYNTHETIC in json.loads((folder / "session.json").read_text())["model"]["warnings"]
+
+
+def assert_synthetic_model_announced(lines: list[str]) -> None:
+    """The console said which bundle runs (the shipped one) and that it was trained on synthetic data."""
+    model = [line for line in lines if line.startswith("Model: ")]
+    assert model and "the shipped default bundle" in model[0] and "synthetic" in model[0], model
+    assert f"warning: {SYNTHETIC}" in lines
 
 
 def test_a_killed_demo_leaves_a_readable_record(tmp_path):
@@ -163,6 +175,8 @@ def test_live_consumes_independently_started_replay_streams(short_dataset, uniqu
             str(BOUND),  # per stream; found in well under a second unless the machine is overloaded
         )
         live.wait_for(lambda line: line.startswith(f"Viewer: http://127.0.0.1:{port}/"), timeout=BOUND)
+        assert_synthetic_model_announced(live.lines)  # no silent fall-back to the shipped bundle
+
         # Joining a running replay, the stages scored before the truth stream was connected are not
         # known (how much of the replay that is depends on how fast this machine connects); the
         # stages of the epochs after are, so a scored window comes within one pass of the loop.

@@ -78,10 +78,12 @@ def test_training_beats_the_majority_baseline_on_held_out_subjects(trained):
     report = json.loads((folder / "report.json").read_text())
     test = report["test"]["models"]
     assert set(report["test"]["subjects"]).isdisjoint(bundle.training["train_subjects"])
-    assert test["fusion"]["balanced_accuracy"] > test["majority"]["balanced_accuracy"] + 0.2
-    assert test["fusion"]["accuracy"] > test["majority"]["accuracy"]
+    for level in ("epoch", "window"):
+        assert test["fusion"][level]["balanced_accuracy"] > test["majority"][level]["balanced_accuracy"] + 0.2
+        assert test["fusion"][level]["accuracy"] > test["majority"][level]["accuracy"]
     cv = report["cross_validation"]["models"]
-    assert cv["fusion"]["balanced_accuracy"]["mean"] > cv["majority"]["balanced_accuracy"]["mean"]
+    fusion, majority = cv["fusion"]["epoch"]["over_folds"], cv["majority"]["epoch"]["over_folds"]
+    assert fusion["balanced_accuracy"]["mean"] > majority["balanced_accuracy"]["mean"]
     assert set(cv) == {"fusion", "eeg_only", "fmri_only", "logistic_regression", "majority"}
     for name in (
         "report.md",
@@ -95,6 +97,117 @@ def test_training_beats_the_majority_baseline_on_held_out_subjects(trained):
     assert "Grouped 2-fold cross-validation" in (folder / "report.md").read_text()
 
 
+MODELS = {"fusion", "eeg_only", "fmri_only", "logistic_regression", "majority"}
+SUMMARY = ("accuracy", "balanced_accuracy", "cohen_kappa", "roc_auc")
+
+
+def assert_every_figure(models: dict, names: set[str], subjects: set[str], cross_validated: bool = False):
+    """Per epoch and per window, pooled, per subject and their spread, for every model named."""
+    assert set(models) == names
+    for name, levels in models.items():
+        assert list(levels) == ["epoch", "window"], name
+        for level, figures in levels.items():
+            assert all(np.isfinite(figures[key]) for key in ("accuracy", "balanced_accuracy")), (name, level)
+            assert set(figures["per_subject"]) == subjects
+            for key in SUMMARY:
+                spread = figures["subject_spread"][key]
+                assert set(spread) == {"mean", "sd", "min", "max", "subjects"}
+            accuracies = [m["accuracy"] for m in figures["per_subject"].values()]
+            assert figures["subject_spread"]["accuracy"]["min"] == pytest.approx(min(accuracies))
+            assert figures["subject_spread"]["accuracy"]["max"] == pytest.approx(max(accuracies))
+            if cross_validated:
+                assert set(figures["over_folds"]) == set(SUMMARY)
+        assert levels["epoch"]["n"] < levels["window"]["n"] / 5  # about 14 windows per epoch
+        assert levels["epoch"]["label_conflicts"] == 0
+
+
+def test_the_report_gives_every_figure_per_epoch_window_and_subject(trained, table):
+    _, folder = trained
+    report = json.loads((folder / "report.json").read_text())
+    assert report["epochs"]["source"] == "window midpoint"  # the fixture table has no epoch_start
+    assert 14 < report["epochs"]["final_after_epoch_end_s"] <= 15  # half a 30-s window
+    assert_every_figure(report["test"]["models"], MODELS, set(report["test"]["subjects"]))
+    cv = report["cross_validation"]
+    assert_every_figure(cv["models"], MODELS, set(table["subject"]), cross_validated=True)
+    assert cv["contexts"] == [4, 4] and cv["context_choices"] == [None, None]
+    text = (folder / "report.md").read_text()
+    assert text.index("### Per scored 30-s epoch") < text.index("### Per window")
+    assert "Per subject (epochs; balanced accuracy / Cohen's kappa" in text
+    assert "an epoch's prediction is final" in text
+
+
+def with_epoch_start(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as ``extract`` writes it now: epoch_start, and the stage of that epoch."""
+    from recordings.scoring import read_scoring
+    from simulators.surrogate import SHIPPED_DATASET
+
+    table = table.copy()
+    table["epoch_start"] = ((table["start"] + table["end"]) / 2 // 30) * 30
+    stages = []
+    for (subject, task, run), rows in table.groupby(["subject", "task", "run"], sort=False):
+        scoring = read_scoring(SHIPPED_DATASET / "sourcedata" / f"sub-{subject}-sleep-stage.tsv")
+        stages += [scoring[(task, run)].stage_at(onset + 1) for onset in rows["epoch_start"]]
+    table["stage"] = stages
+    return table
+
+
+def test_evaluation_averages_each_epochs_windows_and_fits_baselines_on_seen_subjects(
+    trained, table, tmp_path
+):
+    from model.labels import make_labels
+
+    bundle, _ = trained
+    table = with_epoch_start(table)
+    report = evaluate_bundle_quietly(bundle, table, tmp_path)
+    assert report["epochs"]["source"] == "epoch_start"
+    test = report["test"]
+    assert "fitted on the table's rows of the bundle's training subjects" in test["baselines"]
+    assert_every_figure(test["models"], {"fusion", "logistic_regression", "majority"}, set(test["subjects"]))
+    # The fusion model's per-epoch figures against an explicit groupby of the bundle's predictions.
+    keys = table["subject"] + "|" + table["task"] + "|" + table["run"].astype(str)
+    sequences = context_sequences(table[list(FEATURE_NAMES)].to_numpy(float), pd.factorize(keys)[0], 4)
+    picked = (
+        table["subject"].isin(test["subjects"]) & table["stage"].isin(["W", "N1", "N2", "N3"])
+    ).to_numpy()
+    proba = bundle.predict_sequences(sequences[picked])
+    frame = table[picked].assign(p_sleep=proba[:, 1], y=make_labels(table[picked], "wake-sleep"))
+    epochs = frame.groupby(["subject", "task", "run", "epoch_start"])
+    truth, mean_sleep = epochs["y"].first(), epochs["p_sleep"].mean()
+    assert (epochs["y"].nunique() == 1).all()
+    assert test["models"]["fusion"]["epoch"]["n"] == len(truth)
+    expected = ((mean_sleep > 0.5).astype(int) == truth).mean()
+    assert test["models"]["fusion"]["epoch"]["accuracy"] == pytest.approx(expected)
+
+
+def evaluate_bundle_quietly(bundle, table: pd.DataFrame, folder: Path, folds: int = 0) -> dict:
+    from model.training import evaluate_bundle
+
+    return evaluate_bundle(bundle, table, folder, folds=folds, progress=False)
+
+
+def test_evaluation_without_epochs_reports_per_window_figures_and_says_so(trained, table, tmp_path):
+    bundle, _ = trained
+    report = evaluate_bundle_quietly(bundle, table.drop(columns=["start", "end"]), tmp_path)
+    assert report["epochs"]["source"] is None and "per-window figures only" in report["epochs"]["note"]
+    for name, levels in report["test"]["models"].items():
+        assert list(levels) == ["window"], name
+        assert set(levels["window"]["per_subject"]) == set(report["test"]["subjects"])
+    text = (tmp_path / "report.md").read_text()
+    assert "per-window figures only" in text and "### Per window" in text and "Per scored" not in text
+
+
+def test_evaluation_on_new_subjects_cross_validates_its_baselines_among_them(trained, tmp_path):
+    bundle, _ = trained
+    others = surrogate_feature_table(subjects=("11", "14", "16"), runs_per_subject=1, seed=2)
+    report = evaluate_bundle_quietly(bundle, others, tmp_path)
+    assert "cross_validation" not in report  # folds=0
+    assert report["test"]["subjects"] == ["11", "14", "16"]
+    assert "grouped 3-fold cross-validation over the unseen subjects" in report["test"]["baselines"]
+    assert_every_figure(
+        report["test"]["models"], {"fusion", "logistic_regression", "majority"}, set(others["subject"])
+    )
+
+
 def test_bundle_round_trip_gives_identical_predictions(trained, table):
     from model.bundle import load_bundle
 
@@ -104,6 +217,37 @@ def test_bundle_round_trip_gives_identical_predictions(trained, table):
     np.testing.assert_array_equal(loaded.predict_sequences(sequences), bundle.predict_sequences(sequences))
     assert loaded.label_names == ("wake", "sleep") and loaded.labels == "wake-sleep"
     assert loaded.training["train_subjects"] == bundle.training["train_subjects"]
+    assert loaded.contract == bundle.contract
+
+
+def test_a_bundle_saves_and_loads_its_feature_contract(trained, tmp_path):
+    import dataclasses
+
+    from features.config import FeatureConfig
+    from model.bundle import BundleError, load_bundle
+    from model.contract import run_contract
+    from stream.config import WindowConfig
+
+    bundle, folder = trained
+    # Trained on a table without a contract: the definitions are unknown, and say so.
+    assert bundle.contract["feature_definitions"] is None and bundle.contract["data"]["kind"] == "unknown"
+    assert bundle.identity["contract"]["description"] == "feature definitions unknown"
+    contract = {
+        **run_contract(FeatureConfig(power_scale="log").to_dict(), WindowConfig().geometry()),
+        "eeg_rate_range": [250.0, 500.0],
+        "tr_range": [2.0, 2.1],
+        "data": {"kind": "real", "subjects": ["01", "02", "03"], "source": "/data/ds003768"},
+    }
+    dataclasses.replace(bundle, contract=contract).save(tmp_path / "with_contract")
+    loaded = load_bundle(tmp_path / "with_contract")
+    assert loaded.contract == contract
+    assert "features.power_scale = 'log'" in loaded.identity["contract"]["description"]
+    no_kind = break_bundle(folder, tmp_path / "d", lambda m: m["contract"]["data"].update(kind="simulated"))
+    with pytest.raises(BundleError, match=r"data\.kind must be one of"):
+        load_bundle(no_kind)
+    no_contract = break_bundle(folder, tmp_path / "e", lambda m: m.pop("contract"))
+    with pytest.raises(BundleError, match=r"missing key\(s\) \['contract'\]"):
+        load_bundle(no_contract)
 
 
 def break_bundle(folder: Path, tmp_path: Path, edit) -> Path:
@@ -187,6 +331,8 @@ def test_the_shipped_default_bundle_loads_and_predicts_on_both_backends():
     folder = PROJECT / "model" / "default_bundle"
     bundle = load_bundle(folder, context=4)
     assert bundle.labels == "wake-sleep" and "surrogate" in bundle.training["note"]
+    data = bundle.contract["data"]
+    assert data["kind"] == "surrogate" and set(bundle.training["train_subjects"]) <= set(data["subjects"])
     assert set(bundle.training["train_subjects"]).isdisjoint(bundle.training["test_subjects"])
     features = bundle.scaler.mean + bundle.scaler.scale * np.linspace(-1, 1, 11)
     keras_path, lean_path = Predictor(bundle), Predictor(folder, backend="litert")

@@ -26,6 +26,22 @@ STAGE_AXIS = ["N3", "N2", "N1", "R", "W"]  # the stage axis, bottom to top
 # squash all but the BOLD mean flat.
 FMRI_TYPICAL = {"bold_mean": 787.6, "bold_variance": 0.66, "alff_mean": 2.12, "alff_variance": 0.119}
 FMRI_UNITS = {"bold_mean": "scanner units", "bold_variance": "%²", "alff_mean": "%", "alff_variance": "%²"}
+
+
+def fmri_units(bundle) -> dict[str, str]:
+    """The fMRI units the page shows for this bundle's feature settings (docs/features.md)."""
+    features = bundle.contract.get("features") or {}
+    units = dict(FMRI_UNITS)
+    if features.get("bold_level", "raw") != "raw":
+        units["bold_mean"] = "% of baseline"
+    measure = features.get("alff_measure")
+    if measure == "alff":
+        units.update(alff_mean="%/√Hz", alff_variance="(%/√Hz)²")
+    elif measure == "falff":
+        units.update(alff_mean="fraction", alff_variance="fraction²")
+    return units
+
+
 EEG_FEATURES = (
     "eeg_delta_power", "eeg_theta_power", "eeg_alpha_power", "eeg_beta_power", "eeg_gamma_power",
     "eeg_spectral_entropy", "eeg_mean_coherence",
@@ -197,8 +213,11 @@ def test_legends_show_the_latest_window_until_a_plot_is_hovered(page, bundle):
         assert legend_values(page, "hypnogram")["scored"] == "N2"
         assert legend_values(page, "bands")["delta"] == f"{last['features']['eeg_delta_power']:#.3g} µV²"
         fmri = fmri_legend(page)
-        shown = (("BOLD mean", "bold_mean", " a.u."), ("ALFF variance", "alff_variance", " %²"))
-        for title, metric, unit in shown:
+        short = {"scanner units": " a.u.", "% of baseline": " %", "%²": " %²", "(%/√Hz)²": " (%/√Hz)²"}
+        units = fmri_units(bundle)
+        shown = (("BOLD mean", "bold_mean"), ("ALFF variance", "alff_variance"))
+        for title, metric in shown:
+            unit = short.get(units[metric], " ")
             assert fmri[title].endswith(unit), fmri
             assert float(fmri[title].removesuffix(unit)) == pytest.approx(last["features"][metric], rel=1e-3)
         # Hovering the first window of one chart: every chart's legend shows that window (shared cursor).
@@ -231,8 +250,8 @@ def test_each_fmri_metric_has_its_own_axis_and_unit(page, bundle):
             # The axis spans this metric's values, and not the others': no flat line at the bottom.
             assert axis["min"] <= low and axis["max"] >= high, axis
             assert axis["max"] - axis["min"] < 10 * (high - low), axis
-            assert axis["label"] == FMRI_UNITS[metric]
-            assert FMRI_UNITS[metric] in axis["title"]
+            assert axis["label"] == fmri_units(bundle)[metric]
+            assert fmri_units(bundle)[metric] in axis["title"]
             assert len(axis["ticks"]) >= 2
         assert page.get_attribute("#chart-fmri", "data-state") == "ok"
         assert page.is_hidden("#fmri-note")
@@ -332,6 +351,56 @@ def test_with_the_fmri_stream_lost_the_page_shows_no_fmri_data_and_keeps_drawing
     finally:
         live.close()
         player.stop()
+    assert page.console_errors == []
+
+
+def test_the_fmri_note_picks_fmri_problems_by_their_codes(page, bundle):
+    """The note under the fMRI charts gives the texts of the fMRI problem codes, never the others'."""
+    with LiveServer(ServerState(bundle=bundle, session={"name": "fmri codes"})) as server:
+        page.goto(f"{server.url}/")
+        wait_until(page, "window.sleepstreamLive.connection() === 'connected'", 20)
+        message = synthetic_message(0, fmri=False)
+        # Texts that would fool a word match: the code decides, the text is only shown.
+        message["quality"]["problem_codes"] = [
+            {"code": "fmri_stale", "text": "scanner export late by 4.20 s", "seconds": 4.2},
+            {"code": "eeg_gaps", "text": "1 EEG gap(s) near the fMRI trigger", "count": 1, "seconds": 0.5},
+        ]
+        message["quality"]["feature_problem_codes"] = [
+            {"code": "fmri_features_need_volumes", "text": "5 volumes, need 8", "volumes": 5, "minimum": 8}
+        ]
+        server.publish(message)
+        wait_drawn(page, 1, 20)
+        note = page.text_content("#fmri-note")
+        assert "scanner export late by 4.20 s" in note and "5 volumes, need 8" in note, note
+        assert "EEG gap" not in note
+    assert page.console_errors == []
+
+
+def test_a_model_trained_on_synthetic_data_shows_a_banner(page, bundle):
+    """The banner: from /api/model's contract (surrogate data) and the session's model warnings."""
+    assert bundle.contract["data"]["kind"] == "surrogate"
+    rate = "EEG rate 1000 Hz is outside the range the model was trained on (250 Hz): treat with caution"
+    session = {"name": "synthetic", "model_warnings": [rate]}
+    with LiveServer(ServerState(bundle=bundle, session=session)) as server:
+        page.goto(f"{server.url}/")
+        wait_until(page, "(window.sleepstreamLive.modelBanner() || '').includes('EEG rate 1000 Hz')", 20)
+        banner = live_value(page, "modelBanner()")
+        assert "model trained on synthetic data" in banner
+        assert page.is_visible("#model-banner")
+        box = page.locator("#model-banner").bounding_box()
+        assert box["y"] < 200 and box["height"] > 20  # at the top of the page, not a footnote
+    features = {**bundle.contract["features"], "bold_level": "baseline-percent", "alff_measure": "alff"}
+    data = {"kind": "real", "subjects": ["01"], "source": "/data"}
+    real = dataclasses.replace(bundle, contract={**bundle.contract, "features": features, "data": data})
+    with LiveServer(ServerState(bundle=real, session={"name": "real"})) as server:
+        page.goto(f"{server.url}/")
+        wait_until(page, "document.querySelector('#footer-model').textContent.includes('definitions')", 20)
+        wait_until(page, "window.sleepstreamLive.connection() === 'connected'", 20)
+        assert live_value(page, "modelBanner()") is None
+        assert page.is_hidden("#model-banner")
+        # The fMRI units follow the model's feature settings (scale-free BOLD level, ALFF density).
+        units = {axis["metric"]: axis["label"] for axis in live_value(page, "fmriAxes()")}
+        assert units == fmri_units(real) and units["bold_mean"] == "% of baseline"
     assert page.console_errors == []
 
 

@@ -4,10 +4,16 @@ Routes (an :class:`fastapi.APIRouter` included by :func:`viewer.app.create_app`)
 
 - ``GET /analysis``: the page (``viewer/static/analysis.html``; the charts are drawn in the browser).
 - ``GET /api/analysis/sample.csv``: a sample upload (:mod:`viewer.analysis_sample`).
+- ``GET /api/analysis/model``: the model the analysis uses, with its feature contract (what the
+  uploaded features must mean).
 - ``POST /api/analysis``: the CSV as the raw request body; JSON with the predictions, the feature
   statistics, the correlation matrix, the permutation importance and, with a ``stage`` column, the
   scored stage in its own classes with its confusion table against the predicted classes, or
   (``?format=csv``) the input columns with the predicted label and class probabilities appended.
+  An uploaded CSV carries no feature contract: ``?contract=`` may give the table's (the ``.json``
+  file ``run_stream.py extract`` writes beside it), and a mismatch with the bundle's refuses the
+  upload (422, naming the setting); without it a warning says the features are taken to be
+  computed as the bundle expects, and which definitions those are.
 
 The body is read with a byte limit (HTTP 413 beyond, without reading the rest); problems with the
 file are all listed (HTTP 422, see :mod:`viewer.csv_validation`). The token is required as on every
@@ -26,7 +32,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from viewer.analysis_models import PROBLEM_RESPONSES, AnalysisResponse
-from viewer.analysis_report import analysis_json, result_csv
+from viewer.analysis_report import analysis_json, contract_problems, model_contract, result_csv
 from viewer.analysis_sample import SAMPLE_CSV
 from viewer.auth import UNAUTHORISED, require_token
 from viewer.csv_validation import AnalysisLimits, Problem, too_large, validate_csv
@@ -89,6 +95,20 @@ def sample_csv(request: Request) -> FileResponse:
     return FileResponse(SAMPLE_CSV, media_type="text/csv", filename="sleepstream-sample-features.csv")
 
 
+@router.get(
+    "/api/analysis/model",
+    summary="The model the analysis uses and its feature contract",
+    description="Identity, labels, context and the feature contract of the bundle that predicts the "
+    "uploads: the feature definitions and settings, window geometry, EEG rate and TR ranges and the data "
+    "it was trained on (contract.synthetic: surrogate sessions).",
+    responses=UNAUTHORISED,
+)
+async def analysis_model(request: Request) -> dict:
+    """The analysis model's identity and feature contract."""
+    require_token(request)
+    return await asyncio.to_thread(model_contract, getattr(request.app.state.server, "bundle", None))
+
+
 @router.post(
     "/api/analysis",
     summary="Predict every row of a CSV of the 11 features and analyse it",
@@ -122,6 +142,11 @@ async def analyse(
         description="json: the analysis; csv: the result table",
         json_schema_extra={"enum": list(FORMATS)},
     ),
+    contract: str | None = Query(
+        None,
+        description="the table's feature contract as JSON (the .json file 'run_stream.py extract' writes "
+        "beside it); checked against the bundle's: a mismatch refuses the upload, naming the setting",
+    ),
 ) -> Response:
     """Validate, predict and analyse an uploaded feature table."""
     require_token(request)
@@ -141,6 +166,9 @@ async def analyse(
         detail = f"{len(result.errors)} problem(s) prevent the analysis of this file"
         return problems_response(422, detail, result.problems)
     bundle = getattr(state, "bundle", None)
+    contract_errors, contract_warnings = await asyncio.to_thread(contract_problems, bundle, contract)
+    if contract_errors:
+        return problems_response(422, contract_errors[0].message, contract_errors)
     if format == "csv":
         text = await asyncio.to_thread(result_csv, data, result.table, bundle)
         return Response(
@@ -148,6 +176,6 @@ async def analyse(
             media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="sleepstream-predictions.csv"'},
         )
-    warnings = [p.to_dict() for p in result.warnings]
+    warnings = [p.to_dict() for p in result.warnings + contract_warnings]
     content = await asyncio.to_thread(analysis_json, result.table, bundle, limits, warnings)
     return Response(content, media_type="application/json")

@@ -18,6 +18,14 @@ import numpy as np
 
 from features.names import FEATURE_NAMES
 from model.bundle import DEFAULT_BUNDLE, ModelBundle, load_bundle
+from model.contract import (
+    SYNTHETIC_WARNING,
+    ContractError,
+    check_table,
+    describe,
+    is_synthetic,
+    validate_contract,
+)
 from model.table_analysis import (
     accuracy_description,
     agreement,
@@ -27,7 +35,7 @@ from model.table_analysis import (
     scored_labels,
     scored_stages,
 )
-from viewer.csv_validation import AnalysisLimits, FeatureTable, read_rows
+from viewer.csv_validation import AnalysisLimits, FeatureTable, Problem, read_rows
 
 MODEL_LOCK = threading.Lock()  # one analysis at a time; also guards the lazy default bundle
 _default: dict[str, ModelBundle] = {}
@@ -43,6 +51,71 @@ def bundle_or_default(bundle: ModelBundle | None) -> ModelBundle:
     if "bundle" not in _default:
         _default["bundle"] = load_bundle(DEFAULT_BUNDLE)
     return _default["bundle"]
+
+
+def model_contract(bundle: ModelBundle | None) -> dict[str, Any]:
+    """What the analysis page shows of the model before any upload: identity and feature contract."""
+    with MODEL_LOCK:
+        model = bundle_or_default(bundle)
+    return {
+        **model.identity,
+        "path": Path(model.path).name if model.path else None,
+        "feature_contract": model.contract,
+    }
+
+
+def contract_problems(
+    bundle: ModelBundle | None, contract_text: str | None
+) -> tuple[list[Problem], list[Problem]]:
+    """Errors and warnings of an upload's feature contract against the bundle's.
+
+    An uploaded CSV carries no contract: without one the features are taken to be computed as the
+    bundle expects, and a warning says so with the bundle's definitions; with one (the ``.json``
+    file ``run_stream.py extract`` writes beside a table, as the ``contract`` query parameter) a
+    mismatch refuses the upload, naming the setting.
+
+    Parameters
+    ----------
+    bundle : ModelBundle | None
+        The server's bundle; the shipped default when None.
+    contract_text : str | None
+        The upload's contract as JSON text, if given.
+
+    Returns
+    -------
+    errors, warnings : list of Problem
+        Errors refuse the upload (422).
+    """
+    with MODEL_LOCK:
+        model = bundle_or_default(bundle)
+    name = Path(model.path).name if model.path else "in use"
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    if contract_text is None:
+        warnings.append(
+            Problem(
+                "contract_unchecked",
+                "the upload carries no feature contract: its features are taken to be computed as the model "
+                f"expects ({describe(model.contract)}); send the table's contract (the .json file "
+                "'run_stream.py extract' writes beside it) to have it checked",
+                severity="warning",
+            )
+        )
+    else:
+        try:
+            contract = validate_contract(json.loads(contract_text), "contract")
+        except (ValueError, RecursionError) as err:  # invalid JSON, or not a contract (ContractError)
+            errors.append(Problem("bad_parameter", f"contract: not a feature contract ({err})"))
+        else:
+            try:
+                notes = check_table(model.contract, contract, name, "the uploaded table")
+            except ContractError as err:
+                errors.append(Problem("contract_mismatch", str(err)))
+            else:
+                warnings += [Problem("contract_note", note, severity="warning") for note in notes]
+    if is_synthetic(model.contract):
+        warnings.append(Problem("synthetic_model", SYNTHETIC_WARNING, severity="warning"))
+    return errors, warnings
 
 
 def analysis_json(

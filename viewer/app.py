@@ -198,12 +198,17 @@ def create_app(state: ServerState) -> FastAPI:
         responses={**UNAUTHORISED, 404: {"description": "no model bundle loaded"}},
     )
     def model_info() -> dict:
-        """The model bundle: identity, labels, context, metrics, versions."""
+        """The model bundle: identity, labels, context, feature contract, metrics, versions.
+
+        ``contract`` summarises the feature contract (``synthetic``: trained on surrogate data, the
+        live page's banner); ``feature_contract`` is the contract itself (``docs/model.md``).
+        """
         bundle = state.bundle
         if bundle is None:
             raise HTTPException(status_code=404, detail="no model bundle loaded")
         return {
             **bundle.identity,
+            "feature_contract": bundle.contract,
             "metrics": bundle.metrics,
             "versions": bundle.versions,
             "training": bundle.training,

@@ -127,7 +127,41 @@
     if (input.files.length) analyse(input.files[0]);
     input.value = "";
   });
+  // The table's feature contract (the .json file 'run_stream.py extract' writes beside it): sent with
+  // the upload, the server refuses a table computed otherwise than the model expects.
+  const contractInput = $("contract-file");
+  contractInput.addEventListener("change", async () => {
+    const file = contractInput.files[0];
+    contractInput.value = "";
+    if (!file) return;
+    state.contract = await file.text();
+    $("contract-name").textContent = `${file.name}: checked against the model's with every upload`;
+  });
+
+  // What the model expects of the uploaded features, shown before any upload.
+  async function showModelContract() {
+    try {
+      const response = await fetch("/api/analysis/model", { headers: { ...authHeaders } });
+      if (!response.ok) return;
+      const model = await response.json();
+      const contract = model.contract || {};
+      $("model-contract").textContent = `The model (${model.path || "bundle"}) expects features computed with ` +
+        `${contract.description || "unknown definitions"}; trained on ${contract.data_kind || "unknown"} data.`;
+      $("model-synthetic").hidden = !contract.synthetic;
+    } catch (error) {
+      console.warn("model information unavailable:", error.message);
+    }
+  }
+  showModelContract();
   $("download-results").addEventListener("click", downloadResults);
+
+  function analysisUrl(format) {
+    const query = new URLSearchParams();
+    if (format) query.set("format", format);
+    if (state.contract) query.set("contract", state.contract);
+    const text = query.toString();
+    return text ? `/api/analysis?${text}` : "/api/analysis";
+  }
 
   function setStatus(text, kind) {
     const status = $("status");
@@ -163,7 +197,7 @@
     setStatus(`Analysing ${file.name} (${formatBytes(file.size)})…`, "busy");
     let response;
     try {
-      response = await fetch("/api/analysis", {
+      response = await fetch(analysisUrl(), {
         method: "POST",
         headers: { "Content-Type": "text/csv", ...authHeaders },
         body: file,
@@ -207,7 +241,7 @@
     const button = $("download-results");
     button.disabled = true;
     try {
-      const response = await fetch("/api/analysis?format=csv", {
+      const response = await fetch(analysisUrl("csv"), {
         method: "POST",
         headers: { "Content-Type": "text/csv", ...authHeaders },
         body: state.file,

@@ -10,7 +10,8 @@
   const TRIM_SLACK = Math.min(256, Math.ceil(MAX_POINTS / 10)); // trim in batches, not on every message
   const BANDS = ["delta", "theta", "alpha", "beta", "gamma"];
   const BAND_COLOURS = ["#a371f7", "#58a6ff", "#3fb950", "#d29922", "#f85149"];
-  // Units as in docs/features.md: BOLD mean in the scanner's units, the others from percent signal change.
+  // Units as in docs/features.md for definitions without bold_level and alff_measure (BOLD mean in the
+  // scanner's units, the others from percent signal change); setFmriUnits adapts them to the model's.
   const FMRI = [
     { name: "bold_mean", title: "BOLD mean", unit: "scanner units", short: "a.u.", colour: "#79c0ff" },
     { name: "bold_variance", title: "BOLD variance", unit: "%²", short: "%²", colour: "#56d364" },
@@ -27,6 +28,12 @@
     R: "#d2a8ff", rest: "#f2cc60",
   };
   const STREAM_NAMES = { eeg: "EEG", fmri: "fMRI", triggers: "triggers", truth: "truth (scoring)" };
+  // Problem codes (core/problems.py) about the fMRI data: the note under the fMRI charts gives their texts.
+  const FMRI_PROBLEM_CODES = new Set([
+    "few_fmri_volumes", "fmri_volumes_missing", "fmri_stale", "fmri_unmatched", "trigger_latency_high",
+    "trigger_latency_changed", "fmri_features_need_volumes", "fmri_window_short",
+  ]);
+  const SYNTHETIC_BANNER = "model trained on synthetic data: its predictions say nothing about real brains";
   const FALLBACK_COLOURS = ["#58a6ff", "#f2cc60", "#3fb950", "#f85149", "#a371f7", "#79c0ff"];
 
   const token = params.get("token");
@@ -253,6 +260,23 @@
       ...(charts.fmri || [])].filter(Boolean);
   }
 
+  // The fMRI metrics' units follow the feature settings the model was trained with (docs/features.md),
+  // which the run computes too (a bundle whose contract differs is refused).
+  function setFmriUnits(contract) {
+    const features = (contract && contract.features) || {};
+    const [bold, , alff, alffVariance] = FMRI;
+    if (features.bold_level && features.bold_level !== "raw") {
+      Object.assign(bold, { unit: "% of baseline", short: "%" });
+    }
+    if (features.alff_measure === "falff") {
+      Object.assign(alff, { unit: "fraction", short: "" });
+      Object.assign(alffVariance, { unit: "fraction²", short: "" });
+    } else if (features.alff_measure === "alff") {
+      Object.assign(alff, { unit: "%/√Hz", short: "%/√Hz" });
+      Object.assign(alffVariance, { unit: "(%/√Hz)²", short: "(%/√Hz)²" });
+    }
+  }
+
   function ensureCharts(labels) {
     if (charts.probability && labels.join() === data.labels.join()) return;
     data.labels = labels.slice();
@@ -300,7 +324,9 @@
     const message = data.lastMessage;
     if (!message) return;
     const last = data.time.length - 1;
-    const problems = [...(message.quality.problems || []), ...(message.quality.feature_problems || [])];
+    const coded = [
+      ...(message.quality.problem_codes || []), ...(message.quality.feature_problem_codes || []),
+    ];
     const missingFmri = FMRI.filter((metric, i) => data.fmri[i][last] === null);
     charts.fmri.forEach((chart, i) => {
       chart.root.parentElement.dataset.missing = String(data.fmri[i][last] === null);
@@ -310,7 +336,7 @@
     const fmriNote = $("fmri-note");
     fmriNote.hidden = missingFmri.length === 0;
     if (missingFmri.length) {
-      const reasons = problems.filter((p) => /fMRI/.test(p));
+      const reasons = coded.filter((p) => FMRI_PROBLEM_CODES.has(p.code)).map((p) => p.text);
       if (data.fmriConnected === false) reasons.unshift("the fMRI stream is lost");
       const which = all ? "" : ` for ${missingFmri.map((m) => m.title).join(", ")}`;
       const why = reasons.length ? `: ${reasons.join("; ")}` : "";
@@ -450,6 +476,25 @@
   function showSession(session) {
     const parts = [session.name, session.mode, session.speed ? `${session.speed}× replay` : null];
     $("session-name").textContent = parts.filter(Boolean).join(" · ");
+    modelWarnings.session = Array.isArray(session.model_warnings) ? session.model_warnings : [];
+    showModelBanner();
+  }
+
+  // The banner above the page: the model was trained on synthetic data (from /api/model), and the
+  // session's own warnings about the model (EEG rate or TR outside the trained range).
+  const modelWarnings = { synthetic: false, session: [] };
+  function showModelBanner() {
+    const lines = [
+      ...(modelWarnings.synthetic ? [SYNTHETIC_BANNER] : []),
+      ...modelWarnings.session.filter((text) => text !== SYNTHETIC_BANNER),
+    ];
+    const banner = $("model-banner");
+    banner.replaceChildren(...lines.map((text) => {
+      const line = document.createElement("div");
+      line.textContent = text;
+      return line;
+    }));
+    banner.hidden = lines.length === 0;
   }
 
   // ---- connection ----
@@ -525,9 +570,13 @@
   async function start() {
     try {
       const model = await fetchJson("/api/model");
+      setFmriUnits(model.feature_contract);
       ensureCharts(model.label_names);
       $("footer-model").textContent =
-        `model: ${model.labels}, K = ${model.context}, created ${model.created ?? "?"}`;
+        `model: ${model.labels}, K = ${model.context}, created ${model.created ?? "?"}` +
+        (model.contract ? ` · ${model.contract.description}` : "");
+      modelWarnings.synthetic = Boolean(model.contract && model.contract.synthetic);
+      showModelBanner();
     } catch (error) {
       console.warn("model information unavailable:", error.message);
     }
@@ -570,6 +619,7 @@
     maxPoints: MAX_POINTS,
     trimSlack: TRIM_SLACK,
     connection: () => $("connection").dataset.state,
+    modelBanner: () => ($("model-banner").hidden ? null : $("model-banner").textContent),
   };
 
   start();
