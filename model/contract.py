@@ -231,7 +231,7 @@ def describe(contract: dict[str, Any] | None) -> str:
     assert contract is not None
     features, window = contract["features"] or {}, contract["window"] or {}
     parts = [f"feature definitions {contract['feature_definitions']}"]
-    shown = {"features": ("power_scale", "coherence", "reference", "alff_band"),
+    shown = {"features": ("power_scale", "coherence", "reference", "alff_band", "alff_measure", "bold_level"),
              "window": ("eeg_window", "fmri_window", "hop", "highpass_hz")}  # fmt: skip
     for section, values in (("features", features), ("window", window)):
         parts += [f"{section}.{key} = {_show(values[key])}" for key in shown[section] if key in values]

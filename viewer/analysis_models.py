@@ -16,7 +16,13 @@ from viewer.auth import UNAUTHORISED
 class ProblemModel(BaseModel):
     """One problem of an upload (see :class:`viewer.csv_validation.Problem`)."""
 
-    kind: str = Field(description="machine-readable kind, e.g. missing_columns, non_numeric, too_many_rows")
+    kind: str = Field(
+        description=(
+            "machine-readable kind, e.g. missing_columns, non_numeric, too_many_rows; "
+            "contract_mismatch (the upload's feature contract differs from the model's), "
+            "contract_unchecked (no contract sent), contract_note, synthetic_model"
+        )
+    )
     message: str = Field(description="what is wrong and how to fix it")
     severity: Literal["error", "warning"]
     column: str | None = None
