@@ -25,6 +25,17 @@ def speed(text: str) -> float:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0 (e.g. ``--dummy-scans``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
 def add_server_options(parser: argparse.ArgumentParser) -> None:
     """``--host``, ``--port`` (defaults from the configuration)."""
     parser.add_argument(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli.common import existing_folder
+from cli.common import existing_folder, non_negative_int
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,6 +30,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     extract.add_argument("--reference", choices=("recorded", "average"), default=None)
     extract.add_argument(
         "--highpass", type=float, default=None, metavar="HZ", help="causal high-pass of the EEG, e.g. 0.5"
+    )
+    extract.add_argument(
+        "--dummy-scans",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="volume triggers before each run's first volume (default: from the BOLD sidecar when needed)",
     )
     extract.set_defaults(handler=run)
 
@@ -58,7 +65,26 @@ def run(args: argparse.Namespace) -> int:
     settings = args.settings.replace(
         "features", power_scale=args.power_scale, coherence=args.coherence, reference=args.reference
     ).replace("window", highpass_hz=args.highpass)
-    table = extract_dataset(root, runs, feature_config=settings.features, window_config=settings.window)
+    from recordings.errors import DatasetFormatError
+
+    try:
+        table = extract_dataset(
+            root,
+            runs,
+            feature_config=settings.features,
+            window_config=settings.window,
+            dummy_scans=args.dummy_scans,
+        )
+    except DatasetFormatError as err:
+        raise SystemExit(f"error: {err}") from None
     write_table(table, output)
-    print(f"wrote {len(table)} windows of {len(runs)} run(s) to {output}", flush=True)
+    from pipeline.table_contract import table_contract, write_table_contract
+
+    source = "surrogate" if args.session == "surrogate" else str(Path(root).resolve())
+    contract = table_contract(table, runs, settings.features, settings.window, source)
+    sidecar = write_table_contract(output, contract)
+    print(
+        f"wrote {len(table)} windows of {len(runs)} run(s) to {output} (feature contract: {sidecar})",
+        flush=True,
+    )
     return 0

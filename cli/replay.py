@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cli.common import existing_folder, speed, stop_on_signals
+from cli.common import existing_folder, non_negative_int, speed, stop_on_signals
 
 if TYPE_CHECKING:
     from recordings.session import Session
@@ -52,6 +52,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--sfreq", type=float, default=250.0, help="EEG rate of the surrogate (default 250 Hz)"
     )
     replay.add_argument(
+        "--dummy-scans",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="volume triggers before the run's first volume (default: from the BOLD sidecar when needed)",
+    )
+    replay.add_argument(
         "--wait-for-consumers",
         type=float,
         default=0.0,
@@ -63,6 +70,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def load_session(args: argparse.Namespace) -> Session:
     """The session named by ``--session``, ``--subject`` and ``--run``."""
+    from recordings.errors import DatasetFormatError
     from recordings.session import read_session
     from simulators.surrogate import BUNDLED_SUBJECT, bundled_surrogate
 
@@ -72,7 +80,12 @@ def load_session(args: argparse.Namespace) -> Session:
     else:
         root = existing_folder(args.session, "dataset folder")
         subject = args.subject or "01"
-    return read_session(Path(root), subject, args.run, mask=args.mask, atlas=args.atlas)
+    try:
+        return read_session(
+            Path(root), subject, args.run, mask=args.mask, atlas=args.atlas, dummy_scans=args.dummy_scans
+        )
+    except DatasetFormatError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 def run(args: argparse.Namespace) -> int:

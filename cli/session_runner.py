@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.prediction import Prediction
@@ -16,6 +17,7 @@ from pipeline.settings import Settings
 from stream.config import AcquisitionConfig
 
 if TYPE_CHECKING:
+    from model.bundle import ModelBundle
     from viewer.csv_validation import AnalysisLimits
 
 
@@ -62,6 +64,21 @@ def checked_server_token(settings: Settings) -> str | None:
     return token
 
 
+def describe_model(bundle: ModelBundle) -> str:
+    """Which bundle this run uses and what it was trained on, in one line."""
+    from model.bundle import DEFAULT_BUNDLE
+
+    path = bundle.path
+    shipped = path is not None and Path(path).resolve() == DEFAULT_BUNDLE.resolve()
+    where = "the shipped default bundle " if shipped else "bundle "
+    data = bundle.contract.get("data") or {}
+    kinds = {"surrogate": "synthetic (surrogate) sessions", "real": "recorded sessions"}
+    kind = kinds.get(str(data.get("kind")), "unknown data")
+    subjects = data.get("subjects") or []
+    trained = f"trained on {kind}" + (f" of {len(subjects)} subject(s)" if subjects else "")
+    return f"Model: {where}{path or '(not saved)'}: {bundle.labels}, K = {bundle.context}, {trained}"
+
+
 def run_session(
     settings: Settings,
     acquisition_config: AcquisitionConfig,
@@ -91,8 +108,11 @@ def run_session(
     Returns
     -------
     status : int
-        0 after a clean stop; 2 when a stream cannot be found or does not match.
+        0 after a clean stop; 2 when a stream cannot be found or does not match, or when the model
+        bundle cannot be loaded or does not match the features this run computes.
     """
+    from model.bundle import BundleError
+    from model.contract import ContractError
     from pipeline.factory import build_pipeline
     from stream.discovery import StreamMismatchError, StreamNotFoundError
     from viewer.app import ServerState
@@ -108,9 +128,14 @@ def run_session(
         live = build_pipeline(
             settings, acquisition_config, name=name, session_info=session_info, outlet_prefix=outlet_prefix
         )
-    except (StreamNotFoundError, StreamMismatchError) as err:
+    except (StreamNotFoundError, StreamMismatchError, BundleError, ContractError) as err:
         print(f"error: {err}", flush=True)
         return 2
+    print(describe_model(live.bundle), flush=True)
+    for warning in live.warnings:
+        print(f"warning: {warning}", flush=True)
+    # The hello message of every websocket client carries them (the live page shows them).
+    session_info = {**session_info, "model_warnings": live.warnings}
     with live:
         if live.recorder is not None:
             print(f"Recording the session in {live.recorder.folder}", flush=True)

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from core.problems import Problem
+
 MIN_FMRI_VOLUMES = 8
 """Fewest volumes in a window's fMRI window for it to be usable and to give fMRI features."""
 
@@ -45,11 +47,18 @@ class WindowQuality:
         Seconds of EEG time the window waited for fMRI.
     restarted : bool
         A stream restarted on another timeline just before this window.
-    problems : list of str
-        Plain-language list of everything above that is wrong.
+    trigger_latency : float | None
+        Estimated export latency of the fMRI volumes: a volume's own timestamp minus its
+        trigger's time, in seconds (None without triggers or before any volume was paired).
+    fmri_pairing : str | None
+        How volumes are paired with their triggers: ``"run_start"`` (by order from a run's
+        first trigger and the dummy scans), ``"expected_latency"`` (the configured latency),
+        ``"assumed"`` (the latency was assumed to be within TR/2 of 0: flagged), or None.
+    problems : list of Problem
+        Everything above that is wrong, as codes with parameters (:mod:`core.problems`).
     usable : bool
-        Enough EEG (coverage), at least one good EEG channel and at least two
-        fMRI volumes: the features can be trusted.
+        Enough EEG (coverage), at least one good EEG channel and at least
+        ``MIN_FMRI_VOLUMES`` fMRI volumes: the features can be trusted.
     """
 
     eeg_expected: int
@@ -66,7 +75,9 @@ class WindowQuality:
     fmri_staleness: float | None = None
     fmri_waited: float = 0.0
     restarted: bool = False
-    problems: list[str] = field(default_factory=list)
+    trigger_latency: float | None = None
+    fmri_pairing: str | None = None
+    problems: list[Problem] = field(default_factory=list)
     usable: bool = True
 
     @property
@@ -74,11 +85,18 @@ class WindowQuality:
         """Channels not to use: non-finite or flat."""
         return sorted(set(self.nonfinite_channels) | set(self.flat_channels))
 
+    @property
+    def problem_texts(self) -> list[str]:
+        """The problems in plain English."""
+        return [p.text for p in self.problems]
+
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form (a shallow copy: every field is a number, a string or a list of strings)."""
+        """JSON-ready form: ``problems`` as texts, ``problem_codes`` as ``Problem.as_dict()`` records."""
         record = {name: getattr(self, name) for name in _QUALITY_FIELDS}
-        for name in ("nonfinite_channels", "flat_channels", "problems"):
+        for name in ("nonfinite_channels", "flat_channels"):
             record[name] = list(record[name])
+        record["problems"] = self.problem_texts
+        record["problem_codes"] = [p.as_dict() for p in self.problems]
         record["bad_channels"] = self.bad_channels
         return record
 
@@ -119,9 +137,13 @@ class Window:
     tr : float
         Repetition time in seconds.
     stage : str | None
-        Scored stage of the 30 s epoch in which the window ends (replays with truth).
+        Scored stage of the epoch holding the majority of the window's EEG: the epoch that
+        contains the window's midpoint (replays with truth; ``docs/architecture.md``).
     quality : WindowQuality
         Gaps, bad channels, fMRI staleness and usability.
+    epoch_start : float | None
+        Onset, on the EEG clock, of the scored epoch ``stage`` comes from (None: no scored
+        epoch holds the window's midpoint).
     """
 
     index: int
@@ -140,6 +162,7 @@ class Window:
     tr: float
     stage: str | None
     quality: WindowQuality
+    epoch_start: float | None = None
 
     @property
     def good_eeg_picks(self) -> np.ndarray:

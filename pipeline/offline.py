@@ -10,6 +10,8 @@ therefore computed by one code path (asserted by the tests).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,16 +32,20 @@ CHUNK_SECONDS = 1.0
 def session_windows(session: Session, window_config: WindowConfig | None = None) -> Iterator[Window]:
     """Windows of a recorded session, as a live acquisition would cut them.
 
-    Times are seconds from the first EEG sample of the recording.
+    Times are seconds from the first EEG sample of the recording. The session's volume
+    times are its volumes' own triggers (dummy scans already left out), so each volume is
+    stamped at its trigger: an export latency of 0, no dummy scan.
     """
+    config = dataclasses.replace(window_config or WindowConfig(), expected_latency=0.0, dummy_scans=0)
     windower = MultiRateWindower(
-        window_config or WindowConfig(),
+        config,
         session.sfreq,
         session.ch_names,
         session.ch_types,
         session.parcellation.names,
         session.tr,
         use_triggers=True,
+        use_truth=session.scoring is not None,
     )
     sfreq = session.sfreq
     chunk = max(1, int(CHUNK_SECONDS * sfreq))
@@ -73,6 +79,11 @@ def window_record(
 ) -> dict[str, float | str | None]:
     """One table row: window bounds, the 11 features, quality flags and the scored stage.
 
+    Besides the features: ``start``, ``end`` and ``epoch_start`` (onset of the scored epoch
+    the stage comes from, NaN when none) in seconds from ``run_origin``; ``sfreq`` (nominal
+    EEG rate, Hz) and ``tr`` (s); ``problems`` (texts joined by ``"; "``) and
+    ``problem_codes`` (the codes joined by ``";"``), window problems first.
+
     Parameters
     ----------
     window : Window
@@ -84,10 +95,14 @@ def window_record(
         given in seconds from it (the scoring's time base).
     """
     quality = window.quality
+    problems = quality.problems + features.problems
     record: dict[str, float | str | None] = {
         "window": window.index,
         "start": round(window.start - run_origin, 6),
         "end": round(window.end - run_origin, 6),
+        "epoch_start": math.nan if window.epoch_start is None else round(window.epoch_start - run_origin, 6),
+        "sfreq": window.sfreq,
+        "tr": window.tr,
     }
     record.update(features.as_dict())
     record.update(
@@ -98,7 +113,8 @@ def window_record(
             "bad_channels": ";".join(quality.bad_channels),
             "fmri_volumes": quality.fmri_volumes,
             "fmri_staleness": quality.fmri_staleness,
-            "problems": "; ".join(quality.problems + features.problems),
+            "problems": "; ".join(p.text for p in problems),
+            "problem_codes": ";".join(p.code.value for p in problems),
             "stage": window.stage,
         }
     )
@@ -115,8 +131,9 @@ def extract_session(
     Returns
     -------
     table : pandas.DataFrame
-        Columns ``subject, task, run, window, start, end`` (seconds from the
-        run's first volume), the 11 features, quality flags and ``stage``.
+        Columns ``subject, task, run, window, start, end, epoch_start`` (seconds from
+        the run's first volume), ``sfreq``, ``tr``, the 11 features, quality flags
+        (``problems``, ``problem_codes``) and ``stage`` (see :func:`window_record`).
     """
     extractor = FeatureExtractor(feature_config)
     origin = float(session.volume_times[0])
@@ -134,6 +151,7 @@ def extract_dataset(
     feature_config: FeatureConfig | None = None,
     window_config: WindowConfig | None = None,
     progress: bool = True,
+    dummy_scans: int | None = None,
 ) -> pd.DataFrame:
     """Feature table of many runs of a ds003768-style dataset, with a progress bar.
 
@@ -143,6 +161,8 @@ def extract_dataset(
         Dataset folder.
     runs : list of RunPaths | None
         Runs to extract; every run with EEG by default.
+    dummy_scans : int | None
+        Volume triggers before each run's first volume (see :func:`recordings.session.read_session`).
     """
     from tqdm import tqdm
 
@@ -151,7 +171,9 @@ def extract_dataset(
         raise FileNotFoundError(f"{root}: no sub-*/eeg/*_eeg.vhdr run found")
     tables = []
     for paths in tqdm(runs, desc="extracting", unit="run", disable=not progress):
-        session = read_session(paths.root, paths.subject, f"{paths.task}-{paths.run}")
+        session = read_session(
+            paths.root, paths.subject, f"{paths.task}-{paths.run}", dummy_scans=dummy_scans
+        )
         tables.append(extract_session(session, feature_config, window_config))
     return pd.concat(tables, ignore_index=True)
 

@@ -71,7 +71,8 @@ class Pipeline:
         features = self.extractor.compute(window)
         probabilities = self.predictor.predict(features.values)
         quality = window.quality.as_dict()
-        quality["feature_problems"] = features.problems
+        quality["feature_problems"] = [p.text for p in features.problems]
+        quality["feature_problem_codes"] = [p.as_dict() for p in features.problems]
         quality["usable"] = bool(quality["usable"] and features.complete)
         return Prediction.from_probabilities(
             window,

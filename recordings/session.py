@@ -55,7 +55,9 @@ class Session:
         The regions behind ``roi_means``.
     scoring : RunScoring | None
         Expert stages of the run's 30 s epochs; epoch 0 starts at the first
-        volume trigger.
+        volume's trigger (after any dummy scans).
+    dummy_scans : int
+        Volume triggers before the first volume that have no volume in the BOLD file.
     """
 
     subject: str
@@ -68,6 +70,7 @@ class Session:
     roi_means: np.ndarray
     parcellation: Parcellation
     scoring: RunScoring | None
+    dummy_scans: int = 0
     _block: tuple[int, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -145,6 +148,7 @@ def read_session(
     *,
     mask: str | Path | None = None,
     atlas: str | Path | None = None,
+    dummy_scans: int | None = None,
 ) -> Session:
     """Read one run of a ds003768-style BIDS dataset.
 
@@ -161,6 +165,11 @@ def read_session(
     atlas : path-like | None
         Integer label image on the BOLD grid; a grid parcellation of the mask
         is used when ``None``.
+    dummy_scans : int | None
+        Volume triggers recorded before the first volume of the BOLD file (dummy scans).
+        None: when there are more triggers than volumes, the count comes from the BOLD
+        sidecar (BIDS ``NumberOfVolumesDiscardedByUser`` plus
+        ``NumberOfVolumesDiscardedByScanner``); without it, such a run is refused.
 
     Returns
     -------
@@ -179,16 +188,12 @@ def read_session(
     tr = _repetition_time(paths)
     bold_img = _load_nifti(paths.bold, ndim=4)
     n_volumes = bold_img.shape[3]
-    if triggers.size < n_volumes:
-        raise DatasetFormatError(
-            paths.eeg_header.with_suffix(".vmrk"),
-            f"{triggers.size} '{VOLUME_TRIGGER}' volume triggers for the {n_volumes} "
-            f"volumes of {paths.bold.name}: expected one trigger per volume",
-        )
+    skipped = _dummy_scans(paths, triggers.size, n_volumes, dummy_scans)
+    triggers = triggers[skipped:]
     if triggers.size > n_volumes:
         warnings.warn(
-            f"{paths.eeg_header.with_suffix('.vmrk')}: {triggers.size} volume triggers for "
-            f"{n_volumes} volumes; the first {n_volumes} are paired with the volumes",
+            f"{paths.eeg_header.with_suffix('.vmrk')}: the last {triggers.size - n_volumes} volume "
+            f"trigger(s) have no volume in {paths.bold.name}; they are ignored",
             stacklevel=2,
         )
     spacing = float(np.median(np.diff(triggers))) if triggers.size > 1 else tr
@@ -212,6 +217,7 @@ def read_session(
         roi_means=region_means(bold, parcellation),
         parcellation=parcellation,
         scoring=scoring,
+        dummy_scans=skipped,
     )
 
 
@@ -255,15 +261,72 @@ def _volume_triggers(raw: mne.io.BaseRaw, header: Path) -> np.ndarray:
     return times
 
 
-def _repetition_time(paths: RunPaths) -> float:
-    sidecar = paths.bold_sidecar
+DISCARDED_VOLUME_KEYS = ("NumberOfVolumesDiscardedByUser", "NumberOfVolumesDiscardedByScanner")
+"""BOLD sidecar keys (BIDS) counting dummy scans: volumes whose triggers precede the file's first."""
+
+
+def _dummy_scans(paths: RunPaths, n_triggers: int, n_volumes: int, given: int | None) -> int:
+    """Triggers to skip before the first volume: ``given``, else the sidecar's count when needed."""
+    vmrk = paths.eeg_header.with_suffix(".vmrk")
+    if given is not None:
+        if given < 0:
+            raise ValueError(f"dummy_scans must be >= 0, got {given}")
+        if n_triggers < given + n_volumes:
+            raise DatasetFormatError(
+                vmrk,
+                f"{n_triggers} '{VOLUME_TRIGGER}' volume triggers for {given} dummy scan(s) and the "
+                f"{n_volumes} volumes of {paths.bold.name}: expected at least {given + n_volumes}",
+            )
+        return given
+    if n_triggers < n_volumes:
+        raise DatasetFormatError(
+            vmrk,
+            f"{n_triggers} '{VOLUME_TRIGGER}' volume triggers for the {n_volumes} "
+            f"volumes of {paths.bold.name}: expected one trigger per volume",
+        )
+    if n_triggers == n_volumes:
+        return 0
+    meta = _sidecar(paths.bold_sidecar)
+    counts = [meta.get(key) for key in DISCARDED_VOLUME_KEYS if key in meta]
+    if not counts:
+        raise DatasetFormatError(
+            vmrk,
+            f"{n_triggers} '{VOLUME_TRIGGER}' volume triggers for the {n_volumes} volumes of "
+            f"{paths.bold.name}: which {n_triggers - n_volumes} trigger(s) have no volume is unknown; "
+            f"give the dummy scans before the first volume with --dummy-scans N (0 if the extra "
+            f"triggers come after the last volume), or {DISCARDED_VOLUME_KEYS[0]} in "
+            f"{paths.bold_sidecar.name}",
+        )
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        raise DatasetFormatError(
+            paths.bold_sidecar, f"{' and '.join(DISCARDED_VOLUME_KEYS)} must be whole numbers >= 0"
+        )
+    count = sum(int(c) for c in counts if c is not None)
+    if n_triggers < count + n_volumes:
+        raise DatasetFormatError(
+            vmrk,
+            f"{n_triggers} '{VOLUME_TRIGGER}' volume triggers for {count} dummy scan(s) (from "
+            f"{paths.bold_sidecar.name}) and the {n_volumes} volumes of {paths.bold.name}: expected at "
+            f"least {count + n_volumes}; give the right count with --dummy-scans N",
+        )
+    return count
+
+
+def _sidecar(sidecar: Path) -> dict:
+    """The BOLD sidecar's JSON object."""
     if not sidecar.is_file():
         raise DatasetFormatError(sidecar, "BOLD sidecar not found: it must give RepetitionTime")
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise DatasetFormatError(sidecar, f"invalid JSON ({err.msg})", line=err.lineno) from None
-    tr = meta.get("RepetitionTime") if isinstance(meta, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _repetition_time(paths: RunPaths) -> float:
+    sidecar = paths.bold_sidecar
+    meta = _sidecar(sidecar)
+    tr = meta.get("RepetitionTime")
     if not isinstance(tr, (int, float)) or isinstance(tr, bool) or not 0.1 <= tr <= 30:
         raise DatasetFormatError(
             sidecar, f"RepetitionTime must be a number of seconds in [0.1, 30], found {tr!r}"

@@ -214,6 +214,8 @@ class SessionPlayer:
                 **self._session_description(),
                 "regions": session.parcellation.description,
                 "delivery_lag": f"{self.fmri_lag:g}",
+                # Stamps are the volumes' acquisition times: no export latency in them.
+                "stamp_latency": "0",
             },
         )
         triggers = self._marker_info("Triggers", markers=f"{VOLUME_TRIGGER} = fMRI volume acquisition")

@@ -9,7 +9,9 @@ for them. Lost streams are looked for again, by their query, in the same loop.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import threading
 import time
 import traceback
@@ -36,6 +38,27 @@ RECONNECT_INTERVAL = 0.25
 BACKLOG_WINDOWS = 8
 BACKLOG_MAX_PAUSE = 0.25  # seconds; pulls never stop for longer, so no stream looks silent
 BACKLOG_SLEEP = 0.005
+
+
+def declared_stamp_latency(info: Any) -> float | None:
+    """The export latency an fMRI stream declares for its stamps (``stamp_latency`` in its description).
+
+    Parameters
+    ----------
+    info : pylsl.StreamInfo
+        The fMRI stream's full description.
+
+    Returns
+    -------
+    latency : float | None
+        Seconds from a volume's trigger to its stamp, or None when not declared (or not a number).
+    """
+    text = info.desc().child("session").child_value("stamp_latency")
+    try:
+        latency = float(text) if text else None
+    except ValueError:
+        return None
+    return latency if latency is not None and math.isfinite(latency) and -30 <= latency <= 60 else None
 
 
 class Acquisition:
@@ -176,6 +199,8 @@ class Acquisition:
     def health(self) -> dict[str, Any]:
         """Health figures of every stream and of the window queue."""
         windower = self.windower
+        if windower is not None and self.triggers is not None:
+            self.fmri.health.record_pairing(windower.volumes)
         return {
             "streams": {reader.kind: reader.health.snapshot() for reader in self.readers},
             "windows": {
@@ -198,14 +223,20 @@ class Acquisition:
         ch_types = info.get_channel_types() or ["eeg"] * info.channel_count()
         ch_types = [t.lower() if t else "eeg" for t in ch_types]
         region_names, tr = fmri_layout(fmri_info)
+        window = self.config.window
+        declared = declared_stamp_latency(fmri_info)
+        if window.expected_latency is None and declared is not None:
+            # The source says how late its stamps are (a replay stamps volumes at their triggers).
+            window = dataclasses.replace(window, expected_latency=declared)
         return MultiRateWindower(
-            self.config.window,
+            window,
             info.nominal_srate(),
             ch_names,
             ch_types,
             region_names,
             tr,
             use_triggers=self.triggers is not None,
+            use_truth=self.truth is not None,
         )
 
     def _connected_windower(self) -> MultiRateWindower:

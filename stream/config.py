@@ -99,6 +99,15 @@ class WindowConfig:
         Causal Butterworth high-pass (order 2) applied to the EEG-type channels
         as they arrive (e.g. 0.5 Hz); None (default) leaves the EEG as recorded,
         Welch's per-segment mean removal being enough for features >= 0.5 Hz.
+    dummy_scans : int
+        Volume triggers at the start of a run that have no exported volume (dummy scans the
+        scanner triggers but does not export): the run's first volume belongs to trigger
+        ``dummy_scans`` of the run (counted from 0).
+    expected_latency : float | None
+        Export latency of the fMRI stream (a volume's stamp minus its trigger's time), in
+        seconds, used to pair volumes when the run's first trigger was not seen (joining
+        mid-run); None (default): unknown, such windows are flagged. Also the reference of
+        the "latency high" flag (measured latency more than TR/2 from it; 0 when None).
     """
 
     eeg_window: float = 30.0
@@ -112,10 +121,21 @@ class WindowConfig:
     buffer_margin: float = 10.0
     trigger_marker: str = VOLUME_TRIGGER
     highpass_hz: float | None = None
+    dummy_scans: int = 0
+    expected_latency: float | None = None
 
     def __post_init__(self) -> None:
         if self.highpass_hz is not None and not self.highpass_hz > 0:
             raise ValueError(f"WindowConfig.highpass_hz = {self.highpass_hz!r} must be > 0 or None")
+        if (
+            isinstance(self.dummy_scans, bool)
+            or not isinstance(self.dummy_scans, int)
+            or self.dummy_scans < 0
+        ):
+            raise ValueError(f"WindowConfig.dummy_scans = {self.dummy_scans!r} must be a whole number >= 0")
+        latency = self.expected_latency
+        if latency is not None and not (math.isfinite(latency) and -30 <= latency <= 60):
+            raise ValueError(f"WindowConfig.expected_latency = {latency!r} must be in [-30, 60] s or None")
         checks = {
             "eeg_window": self.eeg_window > 0,
             "fmri_window": self.fmri_window > 0,

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from core.problems import ProblemCode, problem
+
+if TYPE_CHECKING:
+    from stream.volumes import VolumePlacer
 
 ARRIVAL_WINDOW_SECONDS = 5.0
 
@@ -46,6 +51,17 @@ class StreamHealth:
         Wall-clock seconds since data last arrived.
     error : str | None
         Last problem (lost stream, refused stream), cleared when data flows again.
+    trigger_latency : float | None
+        fMRI stream with triggers: estimated export latency (a volume's stamp minus its
+        trigger's time), in seconds.
+    pairing : str | None
+        fMRI stream with triggers: how volumes are paired with triggers (``run_start``,
+        ``expected_latency``, ``assumed``).
+    latency_changes : int
+        fMRI stream with triggers: times the export latency changed by more than TR/2.
+    problem_codes : list of dict
+        fMRI stream with triggers: the pairing's current problems (latency high, pairing
+        unverified, latency changed), as ``Problem.as_dict()`` records.
     """
 
     kind: str
@@ -66,6 +82,10 @@ class StreamHealth:
     reconnects: int = 0
     seconds_since_data: float | None = None
     error: str | None = None
+    trigger_latency: float | None = None
+    pairing: str | None = None
+    latency_changes: int = 0
+    problem_codes: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._arrivals: deque[tuple[float, int]] = deque()
@@ -91,6 +111,22 @@ class StreamHealth:
                 self.arrival_rate = self._arrived_in_window / span
         self.connected = True
         self.error = None
+
+    def record_pairing(self, placer: VolumePlacer) -> None:
+        """Copy the volume/trigger pairing's state (fMRI stream) and flag what is wrong with it."""
+        self.trigger_latency = None if placer.latency is None else round(placer.latency, 4)
+        self.pairing = placer.pairing
+        self.latency_changes = placer.latency_changes
+        problems = []
+        if placer.pairing == "assumed":
+            problems.append(problem(ProblemCode.TRIGGER_PAIRING_UNVERIFIED, limit=placer.tolerance))
+        if placer.latency_high and placer.latency is not None:
+            limit = placer.expected_reference + placer.tolerance
+            problems.append(problem(ProblemCode.TRIGGER_LATENCY_HIGH, latency=placer.latency, limit=limit))
+        if placer.last_latency_change is not None:
+            previous, latency = placer.last_latency_change
+            problems.append(problem(ProblemCode.TRIGGER_LATENCY_CHANGED, previous=previous, latency=latency))
+        self.problem_codes = [p.as_dict() for p in problems]
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-ready figures, with the time since data computed now."""

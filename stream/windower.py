@@ -5,7 +5,8 @@ it, tests feed it directly. All times are seconds on the EEG clock.
 
 A window ends every ``hop`` seconds, the first one ``eeg_window`` seconds after
 the first EEG sample. It is emitted once EEG has reached its end and either the
-fMRI volume of the latest trigger before its end has arrived or EEG has run
+fMRI volume of the latest trigger before its end has arrived (and, with a truth
+stream, the marker of the epoch holding its midpoint) or EEG has run
 ``max_fmri_wait`` seconds past its end (the window then carries the freshest
 volumes there are, and its staleness). See ``docs/architecture.md``.
 """
@@ -18,6 +19,7 @@ from collections import deque
 import numpy as np
 
 from core.channels import VOLTAGE_TYPES
+from core.problems import ProblemCode, problem
 from core.stages import EPOCH_SECONDS
 from core.windows import MIN_FMRI_VOLUMES, Window, WindowQuality
 from stream.buffers import EventBuffer, SampleRingBuffer
@@ -25,7 +27,7 @@ from stream.channel_checks import ChannelChecks
 from stream.config import WindowConfig
 from stream.dejitter import Gap
 from stream.filters import StreamingHighpass
-from stream.volumes import VolumePlacer
+from stream.volumes import PlacedVolume, VolumePlacer
 
 FLAT_SECONDS = 1.0  # a channel flat over any whole second of a window is flat
 RATE_TOLERANCE = 0.01  # an EEG rate off its nominal rate by more than this is flagged
@@ -48,6 +50,9 @@ class MultiRateWindower:
         Repetition time in seconds.
     use_triggers : bool
         Whether volume triggers are fed (else volumes are placed at their own timestamps).
+    use_truth : bool
+        Whether scored stages are fed: a window then waits (within ``max_fmri_wait``) for
+        the marker of the epoch holding its midpoint.
     """
 
     def __init__(
@@ -60,6 +65,7 @@ class MultiRateWindower:
         tr: float,
         *,
         use_triggers: bool = True,
+        use_truth: bool = False,
     ) -> None:
         if len(ch_names) != len(ch_types):
             raise ValueError(f"{len(ch_names)} channel names but {len(ch_types)} channel types")
@@ -70,9 +76,17 @@ class MultiRateWindower:
         self.region_names = tuple(region_names)
         self.tr = float(tr)
         self.use_triggers = use_triggers
+        self.use_truth = use_truth
         self.eeg = SampleRingBuffer(config.eeg_capacity(sfreq), len(ch_names))
-        self.volumes = VolumePlacer(tr, config.fmri_capacity(tr), use_triggers=use_triggers)
+        self.volumes = VolumePlacer(
+            tr,
+            config.fmri_capacity(tr),
+            use_triggers=use_triggers,
+            dummy_scans=config.dummy_scans,
+            expected_latency=config.expected_latency,
+        )
         self.truth: EventBuffer[str] = EventBuffer(64)
+        self._truth_given_up: float | None = None  # the marker onset no longer waited for
         self._gaps: deque[Gap] = deque(maxlen=256)
         self._expected = round(config.eeg_window * sfreq)
         self._voltage = np.array([t in VOLTAGE_TYPES for t in self.ch_types])
@@ -96,6 +110,7 @@ class MultiRateWindower:
             return
         if self._next_end is None:
             self._next_end = float(times[0]) + self.config.eeg_window
+            self.volumes.observe_from(float(times[0]))
         data = np.asarray(data, dtype=np.float32)
         if self.highpass is not None:
             data = data.copy()
@@ -127,6 +142,7 @@ class MultiRateWindower:
         self._channel_checks.clear()
         self.volumes.reset()
         self.truth.clear()
+        self._truth_given_up = None
         self._gaps.clear()
         self._next_end = None
         self._restarted = True
@@ -142,10 +158,13 @@ class MultiRateWindower:
         while self._next_end is not None and latest is not None and latest >= self._next_end - half_period:
             end = self._next_end
             lateness = max(0.0, latest - end)
-            if not self._fmri_ready(end):
-                if lateness < self.config.max_fmri_wait:
+            fmri_ready, truth_ready = self._fmri_ready(end), self._truth_ready(end)
+            if not (fmri_ready and truth_ready) and lateness < self.config.max_fmri_wait:
+                if not fmri_ready:
                     self._blocked_end = end
-                    break
+                break
+            if not truth_ready:
+                self._truth_given_up = self._awaited_onset(end)
             # Only a window held back for fMRI has waited (at most the limit; any more is a
             # backlog of EEG arriving in one chunk, not waiting).
             waited = min(lateness, self.config.max_fmri_wait) if self._blocked_end == end else 0.0
@@ -247,7 +266,8 @@ class MultiRateWindower:
         if volumes:
             quality.fmri_staleness = round(end - volumes[-1].time, 4)
 
-        self._judge(quality)
+        self._judge(quality, volumes)
+        epoch = self._epoch_at(start, end)
         window = Window(
             index=self.windows_emitted,
             start=start,
@@ -263,8 +283,9 @@ class MultiRateWindower:
             fmri_indices=np.array([v.index for v in volumes], dtype=int),
             region_names=self.region_names,
             tr=self.tr,
-            stage=self._stage_at(end),
+            stage=None if epoch is None else epoch[1],
             quality=quality,
+            epoch_start=None if epoch is None else epoch[0],
         )
         self.windows_emitted += 1
         return window
@@ -276,45 +297,121 @@ class MultiRateWindower:
             return (times.size - 1) / float(times[-1] - times[0])
         return 1.0 / float(np.median(np.diff(times)))
 
-    def _judge(self, quality: WindowQuality) -> None:
+    def _judge(self, quality: WindowQuality, volumes: list[PlacedVolume]) -> None:
         config = self.config
         problems = quality.problems
         if quality.eeg_coverage < config.min_eeg_coverage:
-            problems.append(f"EEG coverage {quality.eeg_coverage:.0%} below {config.min_eeg_coverage:.0%}")
+            problems.append(
+                problem(
+                    ProblemCode.EEG_COVERAGE_LOW,
+                    coverage=quality.eeg_coverage,
+                    minimum=config.min_eeg_coverage,
+                )
+            )
         if quality.gaps:
-            problems.append(f"{quality.gaps} EEG gap(s), {quality.gap_seconds:.2f} s")
+            problems.append(problem(ProblemCode.EEG_GAPS, count=quality.gaps, seconds=quality.gap_seconds))
         if quality.nonfinite_channels:
-            problems.append(f"non-finite values in {', '.join(quality.nonfinite_channels)}")
+            problems.append(
+                problem(ProblemCode.NONFINITE_CHANNELS, channels=list(quality.nonfinite_channels))
+            )
         if quality.flat_channels:
-            problems.append(f"flat channel(s) {', '.join(quality.flat_channels)}")
+            problems.append(problem(ProblemCode.FLAT_CHANNELS, channels=list(quality.flat_channels)))
         bad = set(quality.bad_channels)
         good_eeg = [
             n for n, t in zip(self.ch_names, self.ch_types, strict=True) if t == "eeg" and n not in bad
         ]
         if not good_eeg:
-            problems.append("no usable EEG channel")
+            problems.append(problem(ProblemCode.NO_USABLE_EEG_CHANNEL))
         if quality.fmri_volumes < MIN_FMRI_VOLUMES:
-            problems.append(f"only {quality.fmri_volumes} fMRI volume(s) in the window")
+            problems.append(problem(ProblemCode.FEW_FMRI_VOLUMES, volumes=quality.fmri_volumes))
         elif quality.fmri_expected and quality.fmri_volumes < quality.fmri_expected:
-            problems.append(f"{quality.fmri_expected - quality.fmri_volumes} fMRI volume(s) missing")
+            problems.append(
+                problem(
+                    ProblemCode.FMRI_VOLUMES_MISSING, missing=quality.fmri_expected - quality.fmri_volumes
+                )
+            )
         rate = quality.eeg_rate
         if rate is not None and abs(rate / self.sfreq - 1) > RATE_TOLERANCE:
-            off = rate / self.sfreq - 1
-            problems.append(f"EEG rate {rate:.2f} Hz, {off:+.1%} off its nominal {self.sfreq:g} Hz")
+            problems.append(problem(ProblemCode.EEG_RATE_OFF, rate=rate, nominal=self.sfreq))
         if quality.fmri_staleness is not None and quality.fmri_staleness > self.tr + 0.5 / self.sfreq:
-            problems.append(f"fMRI stale by {quality.fmri_staleness:.2f} s")
+            problems.append(problem(ProblemCode.FMRI_STALE, seconds=quality.fmri_staleness))
         if quality.fmri_unmatched:
-            problems.append(f"{quality.fmri_unmatched} fMRI volume(s) without a trigger")
+            problems.append(problem(ProblemCode.FMRI_UNMATCHED, count=quality.fmri_unmatched))
+        if self.use_triggers:
+            self._judge_pairing(quality, volumes)
         if quality.restarted:
-            problems.append("stream restarted")
+            problems.append(problem(ProblemCode.STREAM_RESTARTED))
         quality.usable = (
             quality.eeg_coverage >= config.min_eeg_coverage
             and bool(good_eeg)
             and quality.fmri_volumes >= MIN_FMRI_VOLUMES
         )
 
-    def _stage_at(self, end: float) -> str | None:
-        event = self.truth.latest_before(end)
-        if event is None or end >= event[0] + EPOCH_SECONDS:
-            return None
-        return str(event[1])
+    def _judge_pairing(self, quality: WindowQuality, volumes: list[PlacedVolume]) -> None:
+        """Flag volumes paired on an assumed latency, a high latency and a latency change in the window."""
+        placer = self.volumes
+        matched = [v for v in volumes if v.matched]
+        if any(v.pairing == "assumed" for v in matched):
+            quality.fmri_pairing = "assumed"
+        elif matched:
+            quality.fmri_pairing = matched[-1].pairing
+        if placer.latency is not None and matched:
+            quality.trigger_latency = round(placer.latency, 4)
+        if quality.fmri_pairing == "assumed":
+            quality.problems.append(problem(ProblemCode.TRIGGER_PAIRING_UNVERIFIED, limit=placer.tolerance))
+        if matched and placer.latency_high and placer.latency is not None:
+            quality.problems.append(
+                problem(
+                    ProblemCode.TRIGGER_LATENCY_HIGH,
+                    latency=placer.latency,
+                    limit=placer.expected_reference + placer.tolerance,
+                )
+            )
+        for volume in volumes:
+            if volume.latency_change is not None:
+                previous, latency = volume.latency_change
+                quality.problems.append(
+                    problem(ProblemCode.TRIGGER_LATENCY_CHANGED, previous=previous, latency=latency)
+                )
+
+    def _decision_time(self, end: float) -> float:
+        """The time whose scored epoch labels the window: its midpoint (its end when longer than an epoch)."""
+        eeg_window = self.config.eeg_window
+        return end - eeg_window / 2 if eeg_window <= EPOCH_SECONDS else end
+
+    def _epoch_at(self, start: float, end: float) -> tuple[float, str] | None:
+        """(onset, stage) of the scored epoch holding most of the window's EEG, or None.
+
+        For a window no longer than an epoch, that is the epoch containing its midpoint
+        (it holds at least half of the window); for a longer one, the epoch overlapping it most.
+        """
+        if self.config.eeg_window <= EPOCH_SECONDS:
+            event = self.truth.latest_before(end - self.config.eeg_window / 2)
+            if event is None or end - self.config.eeg_window / 2 >= event[0] + EPOCH_SECONDS:
+                return None
+            return event[0], str(event[1])
+        best: tuple[float, str] | None = None
+        best_overlap = 0.0
+        for onset, stage in self.truth.between(start - EPOCH_SECONDS, end):
+            overlap = min(end, onset + EPOCH_SECONDS) - max(start, onset)
+            if overlap > best_overlap:
+                best, best_overlap = (onset, str(stage)), overlap
+        return best
+
+    def _awaited_onset(self, end: float) -> float:
+        """Onset of the next truth marker expected when the window's decision time has no epoch yet."""
+        decision = self._decision_time(end)
+        event = self.truth.latest_before(decision)
+        return -math.inf if event is None else event[0] + EPOCH_SECONDS
+
+    def _truth_ready(self, end: float) -> bool:
+        """Whether the marker of the epoch that labels the window is in, or is not to be waited for."""
+        if not self.use_truth:
+            return True
+        decision = self._decision_time(end)
+        event = self.truth.latest_before(decision)
+        if event is not None and decision < event[0] + EPOCH_SECONDS:
+            return True
+        if self.truth.between(decision, math.inf):
+            return True  # a later epoch's marker came: the one of the decision time does not exist
+        return self._awaited_onset(end) == self._truth_given_up

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from features.names import FEATURE_NAMES
 from tests.cli import run_cli
@@ -53,3 +54,35 @@ def test_extract_errors_are_clear(short_dataset, tmp_path):
     assert missing.returncode != 0 and "does not exist" in missing.stderr
     nothing = run_cli("extract", str(short_dataset), "--subject", "42", "-o", str(tmp_path / "t.csv"))
     assert nothing.returncode != 0 and "no run in" in nothing.stderr
+
+
+def test_extract_with_dummy_scans(short_dataset, tmp_path):
+    import shutil
+
+    from recordings.bids import RunPaths
+    from tests.test_session import drop_first_volumes
+
+    root = tmp_path / "ds"
+    shutil.copytree(short_dataset, root)
+    drop_first_volumes(RunPaths(root, "99", "sleep", 1), 3)
+    output = str(tmp_path / "t.csv")
+    refused = run_cli("extract", str(root), "--run", "sleep-1", "-o", output)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert (
+        "57 'R128' volume triggers for the 54 volumes" in refused.stderr and "--dummy-scans" in refused.stderr
+    )
+    done = run_cli("extract", str(root), "--run", "sleep-1", "--dummy-scans", "3", "-o", output)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(output)
+    # Times from the first volume, which comes 3 TR later than in the whole run.
+    assert table["start"].iloc[0] == pytest.approx(-2.0 - 3 * 2.1, abs=1e-6)
+    assert (table["sfreq"] == 250.0).all() and (table["tr"] == 2.1).all()
+    labelled = table.dropna(subset=["epoch_start"])
+    assert set(labelled["epoch_start"]) <= {0.0, 30.0, 60.0, 90.0}
+    middle = (labelled["start"] + labelled["end"]) / 2
+    assert ((labelled["epoch_start"] <= middle) & (middle < labelled["epoch_start"] + 30)).all()
+    # The replay reads the run the same way (it fails before publishing anything).
+    replay = run_cli("replay", "--session", str(root), "--subject", "99", "--run", "sleep-1")
+    assert replay.returncode != 0 and "Traceback" not in replay.stderr and "--dummy-scans" in replay.stderr
+    bad = run_cli("extract", str(root), "--dummy-scans", "-1", "-o", output)
+    assert bad.returncode == 2 and "--dummy-scans" in bad.stderr

@@ -182,3 +182,41 @@ def test_run_missing_from_scoring_gives_no_truth(broken):
     with pytest.warns(UserWarning, match="no epochs scored for sub-99_task-sleep_run-1"):
         session = read_session(root, "99", "sleep-1")
     assert session.scoring is None
+
+
+def drop_first_volumes(paths: RunPaths, count: int) -> None:
+    """Leave the first ``count`` volumes out of the BOLD file (their triggers stay: dummy scans)."""
+    import nibabel as nib
+
+    image = nib.load(paths.bold)
+    data = np.asarray(image.dataobj)[..., count:]
+    nib.save(nib.Nifti1Image(data, image.affine, image.header), paths.bold)
+
+
+def test_dummy_scan_triggers_before_the_first_volume(broken, short_dataset):
+    root, paths = broken
+    whole = read_session(short_dataset, "99", "sleep-1")
+    drop_first_volumes(paths, 3)
+    # 57 triggers, 54 volumes, no count given: refused with the numbers and the way out.
+    with pytest.raises(DatasetFormatError, match=r"57 'R128' volume triggers for the 54 volumes") as refused:
+        read_session(root, "99", "sleep-1")
+    assert "--dummy-scans" in str(refused.value) and "NumberOfVolumesDiscardedByUser" in str(refused.value)
+    session = read_session(root, "99", "sleep-1", dummy_scans=3)
+    assert session.n_volumes == 54 and session.dummy_scans == 3
+    np.testing.assert_allclose(session.volume_times, whole.volume_times[3:])
+    # The scoring's time origin is the first volume's trigger, after the dummy scans.
+    np.testing.assert_allclose(session.stage_onsets, whole.volume_times[3] + np.arange(4) * 30.0)
+    with pytest.raises(
+        DatasetFormatError, match=r"57 'R128' volume triggers for 4 dummy scan\(s\) and the 54"
+    ):
+        read_session(root, "99", "sleep-1", dummy_scans=4)
+    # The count from the BOLD sidecar (BIDS).
+    sidecar = json.loads(paths.bold_sidecar.read_text())
+    paths.bold_sidecar.write_text(json.dumps({**sidecar, "NumberOfVolumesDiscardedByUser": 3}))
+    from_sidecar = read_session(root, "99", "sleep-1")
+    assert from_sidecar.dummy_scans == 3
+    np.testing.assert_allclose(from_sidecar.volume_times, session.volume_times)
+    # Zero: the extra triggers come after the last volume (ignored, with a warning).
+    with pytest.warns(UserWarning, match="the last 3 volume trigger"):
+        trailing = read_session(root, "99", "sleep-1", dummy_scans=0)
+    np.testing.assert_allclose(trailing.volume_times, whole.volume_times[:54])

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from core.problems import ProblemCode
 from stream.config import WindowConfig
 from stream.dejitter import Gap
 from stream.volumes import VolumePlacer
@@ -18,7 +19,7 @@ CH_NAMES = ("Fz", "Cz", "Pz", "EOG", "SampleIndex")
 CH_TYPES = ("eeg", "eeg", "eeg", "eog", "misc")
 REGIONS = ("r1", "r2", "r3")
 T0 = 1000.0  # EEG clock time of the first sample
-LEAD_IN = 2.0  # first trigger 2 s after the first sample
+LEAD_IN = 10.0  # first trigger 10 s after the first sample: the run's start is seen
 
 
 class Feed:
@@ -32,16 +33,31 @@ class Feed:
         stamp_error: float = 0.0,
         seed: int = 0,
         trigger_lag: float = 0.0,
+        lead_in: float = LEAD_IN,
+        latency: float = 0.0,
+        dummy_scans: int = 0,
+        latency_jump: tuple[float, float] | None = None,
     ):
+        """``latency``: volumes stamped (and delivered) that long after their triggers; ``dummy_scans``
+        triggers without a volume first; ``latency_jump``: (time since T0, new latency)."""
         rng = np.random.default_rng(seed)
         self.n = int(seconds * SFREQ)
         self.eeg_times = T0 + np.arange(self.n) / SFREQ
         self.eeg = rng.normal(0, 10, (self.n, len(CH_NAMES))).astype(np.float32)
         self.eeg[:, -1] = np.arange(self.n)
-        self.triggers = T0 + LEAD_IN + np.arange(int((seconds - LEAD_IN) / TR) + 1) * TR
-        self.volume_stamps = self.triggers + rng.normal(0, stamp_error, self.triggers.size)
-        self.fmri = rng.normal(1000, 5, (self.triggers.size, len(REGIONS))).astype(np.float32)
-        self.fmri_lag = fmri_lag
+        self.all_triggers = T0 + lead_in + np.arange(int((seconds - lead_in) / TR) + 1) * TR
+        self.triggers = self.all_triggers  # trigger times fed
+        self.volume_triggers = self.all_triggers[dummy_scans:]  # volume v's trigger time
+        latencies = np.full(self.volume_triggers.size, latency)
+        if latency_jump is not None:
+            latencies[self.volume_triggers >= T0 + latency_jump[0]] = latency_jump[1]
+        self.volume_stamps = (
+            self.volume_triggers + latencies + rng.normal(0, stamp_error, self.volume_triggers.size)
+        )
+        self.volume_arrivals = np.maximum.accumulate(
+            self.volume_triggers + np.maximum(latencies, 0) + fmri_lag
+        )
+        self.fmri = rng.normal(1000, 5, (self.volume_triggers.size, len(REGIONS))).astype(np.float32)
         self.trigger_lag = trigger_lag
 
     def play(self, windower: MultiRateWindower, chunk_seconds: float = 0.1, truth=None):
@@ -55,7 +71,7 @@ class Feed:
             due = np.searchsorted(self.triggers + self.trigger_lag, now, side="right")
             windower.add_triggers(self.triggers[sent_triggers:due])
             sent_triggers = due
-            due = np.searchsorted(self.triggers + self.fmri_lag, now, side="right")
+            due = np.searchsorted(self.volume_arrivals, now, side="right")
             windower.add_fmri(
                 np.arange(sent_volumes, due),
                 self.volume_stamps[sent_volumes:due],
@@ -69,6 +85,11 @@ class Feed:
                 sent_truth = due
             windows.extend(windower.poll())
         return windows
+
+
+def codes(window) -> set[ProblemCode]:
+    """The problem codes of a window."""
+    return {p.code for p in window.quality.problems}
 
 
 def make_windower(config: WindowConfig | None = None, **kwargs) -> MultiRateWindower:
@@ -124,17 +145,66 @@ def test_fmri_later_than_the_limit_is_emitted_stale_and_flagged():
     assert all(w.quality.fmri_waited <= 1.0 + 0.1 for w in late)
     stale = [w.quality.fmri_staleness for w in late]
     assert min(stale) > 0.9 and max(stale) <= 3.0 + TR
-    assert any("fMRI stale" in " ".join(w.quality.problems) for w in late)
+    assert any(ProblemCode.FMRI_STALE in codes(w) for w in late)
 
 
-def test_stage_of_the_epoch_in_which_the_window_ends():
-    feed = Feed(200)
+def test_stage_of_the_epoch_holding_the_window_midpoint():
+    feed = Feed(220)
     onsets = T0 + LEAD_IN + np.arange(6) * 30.0
     stages = ["W", "N1", "N2", "unscored", "N3", "N2"]
-    windows = feed.play(make_windower(), truth=(onsets, stages))
+    windows = feed.play(make_windower(use_truth=True), truth=(onsets, stages))
+    assert len(windows) == len(feed.play(make_windower()))
     for window in windows:
-        epoch = int((window.end - onsets[0]) // 30)
-        assert window.stage == (stages[epoch] if 0 <= epoch < 6 else None)
+        # The epoch holding the midpoint holds at least 15 of the window's 30 s of EEG.
+        epoch = math.floor((window.end - 15.0 - onsets[0]) / 30)
+        held = 0 <= epoch < 6
+        assert window.stage == (stages[epoch] if held else None)
+        assert window.epoch_start == (pytest.approx(onsets[epoch]) if held else None)
+        if held:
+            overlap = min(window.end, onsets[epoch] + 30) - max(window.start, onsets[epoch])
+            assert overlap >= 15.0 - 1e-9
+
+
+def test_a_window_longer_than_an_epoch_takes_the_plurality_epoch():
+    feed = Feed(200)
+    onsets = T0 + LEAD_IN + np.arange(5) * 30.0
+    stages = ["W", "N1", "N2", "N3", "N2"]
+    config = WindowConfig(eeg_window=50.0, fmri_window=120.0)
+    windows = feed.play(make_windower(config), truth=(onsets, stages))
+    for window in windows:
+        overlaps = [min(window.end, o + 30) - max(window.start, o) for o in onsets]
+        best = int(np.argmax(overlaps))
+        if overlaps[best] > 0:
+            assert window.stage == stages[best] and window.epoch_start == pytest.approx(onsets[best])
+
+
+def test_a_window_waits_for_the_truth_marker_of_its_midpoint_epoch():
+    feed = Feed(150)
+    onsets = T0 + LEAD_IN + np.arange(4) * 30.0
+    stages = ["W", "N1", "N2", "N3"]
+    # Every marker delivered 20 s late: a window is held (within max_fmri_wait) until its marker is in.
+    late_truth = (onsets + 20.0, stages)
+    config = WindowConfig(max_fmri_wait=25.0)
+    windower = make_windower(config, use_truth=True)
+    windows = []
+    sent = 0
+    step = int(0.1 * SFREQ)
+    for start in range(0, feed.n, step):
+        now = feed.eeg_times[min(feed.n, start + step) - 1]
+        windower.add_eeg(feed.eeg_times[start : start + step], feed.eeg[start : start + step])
+        windower.add_triggers(feed.triggers[(feed.triggers > now - 0.1) & (feed.triggers <= now)])
+        due = (feed.volume_arrivals > now - 0.1) & (feed.volume_arrivals <= now)
+        windower.add_fmri(np.flatnonzero(due), feed.volume_stamps[due], feed.fmri[due])
+        arrived = int(np.searchsorted(late_truth[0], now, side="right"))
+        if arrived > sent:
+            windower.add_truth(onsets[sent:arrived], stages[sent:arrived])
+            sent = arrived
+        windows.extend(windower.poll())
+    labelled = [w for w in windows if onsets[0] <= w.end - 15.0 < onsets[-1] + 30]
+    assert labelled
+    for window in labelled:
+        epoch = math.floor((window.end - 15.0 - onsets[0]) / 30)
+        assert window.stage == stages[epoch]
 
 
 def test_bad_channels_are_flagged_not_fed_silently():
@@ -158,7 +228,8 @@ def test_a_channel_flat_for_part_of_a_window_is_flagged():
     assert any(0 < o < 30 for o in overlap)
     for window, flat_seconds in zip(windows, overlap, strict=True):
         if flat_seconds >= 2:  # a whole aligned second is flat
-            assert window.quality.flat_channels == ["Pz"] and "flat channel(s) Pz" in window.quality.problems
+            assert window.quality.flat_channels == ["Pz"] and ProblemCode.FLAT_CHANNELS in codes(window)
+            assert "flat channel(s) Pz" in window.quality.problem_texts
         elif flat_seconds <= 0:
             assert window.quality.flat_channels == []
 
@@ -170,9 +241,11 @@ def test_an_eeg_rate_off_its_nominal_rate_is_flagged():
     assert windows
     for window in windows:
         assert window.quality.eeg_rate == pytest.approx(255.0, rel=1e-4)
-        assert "EEG rate 255.00 Hz, +2.0% off its nominal 250 Hz" in window.quality.problems
+        assert "EEG rate 255.00 Hz, +2.0% off its nominal 250 Hz" in window.quality.problem_texts
+        rate_off = [p for p in window.quality.problems if p.code is ProblemCode.EEG_RATE_OFF]
+        assert rate_off and rate_off[0].params["rate"] == pytest.approx(255.0, rel=1e-4)
         assert window.quality.usable
-    assert not any("EEG rate" in p for w in Feed(60).play(make_windower()) for p in w.quality.problems)
+    assert not any(ProblemCode.EEG_RATE_OFF in codes(w) for w in Feed(60).play(make_windower()))
 
 
 def test_gap_is_flagged_and_empty_windows_are_skipped():
@@ -202,8 +275,9 @@ def test_restart_drops_the_old_timeline():
     second.eeg_times = second.eeg_times - 500.0  # the new stream's clock is earlier
     second.triggers = second.triggers - 500.0
     second.volume_stamps = second.volume_stamps - 500.0
+    second.volume_arrivals = second.volume_arrivals - 500.0
     windows = second.play(windower)
-    assert windows[0].quality.restarted and "stream restarted" in windows[0].quality.problems
+    assert windows[0].quality.restarted and ProblemCode.STREAM_RESTARTED in codes(windows[0])
     assert windows[0].end == pytest.approx(T0 - 500 + 30)
     assert not windows[1].quality.restarted
 
@@ -262,21 +336,23 @@ def test_memory_stays_flat_and_holds_only_the_latest_data():
     assert sizes[1]["EEG samples"] == capacity and sizes[1]["volumes"] == volume_capacity
 
 
-def test_volume_placer_pending_until_trigger_and_remap_after_missed_trigger():
+def test_volume_placer_pending_until_trigger_and_a_missed_trigger_keeps_the_mapping():
     placer = VolumePlacer(TR, capacity=100)
     placer.add_volumes(np.array([0]), np.array([10.0]), np.ones((1, 3)))
     assert placer.volumes_between(0, 20)[0].matched is False  # no trigger yet
     placer.add_triggers(np.array([10.01]))
     placed = placer.volumes_between(0, 20)
     assert placed[0].matched and placed[0].time == 10.01
-    # Trigger of volume 1 is missed: volume 2 would map to the wrong trigger by ordinal.
+    # The trigger of volume 1 is missed: trigger ordinals count TRs, so volume 2 keeps its own.
     placer.add_triggers(np.array([10.01 + 2 * TR]))
-    placer.add_volumes(np.array([2]), np.array([10.0 + 2 * TR]), np.ones((1, 3)))
-    assert placer.remaps == 1
-    assert placer.volumes_between(0, 20)[-1].time == pytest.approx(10.01 + 2 * TR)
+    placer.add_volumes(np.array([1, 2]), np.array([10.0 + TR, 10.0 + 2 * TR]), np.ones((2, 3)))
+    assert placer.remaps == 0
+    volumes = placer.volumes_between(0, 20)
+    assert [v.index for v in volumes] == [0, 1, 2] and [v.matched for v in volumes] == [True, False, True]
+    assert volumes[-1].time == pytest.approx(10.01 + 2 * TR)
 
 
-def test_volume_placer_re_anchors_once_when_triggers_stop_and_return():
+def test_volume_placer_keeps_the_mapping_when_triggers_stop_and_return():
     placer = VolumePlacer(TR, capacity=100)
     times = 10.0 + np.arange(60) * TR
     stopped = (times > 40) & (times < 80)  # no trigger for these volumes
@@ -284,7 +360,7 @@ def test_volume_placer_re_anchors_once_when_triggers_stop_and_return():
         if not stopped[index]:
             placer.add_triggers(np.array([time]))
         placer.add_volumes(np.array([index]), np.array([time + 0.01]), np.ones((1, 3)))
-    assert placer.remaps == 1  # once, when the first trigger after the stop came
+    assert placer.remaps == 0  # the triggers came back on the same TR grid: no re-locking needed
     volumes = placer.volumes_between(0, times[-1] + 1)
     assert [v.matched for v in volumes] == (~stopped).tolist()
     matched = [v for v in volumes if v.matched]
