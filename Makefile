@@ -39,7 +39,7 @@ default-bundle: $(STAMP)
 	done
 	$(PY) run_stream.py extract $(TRAINING_DIR) -o $(TRAINING_DIR)/features.parquet
 	$(PY) run_stream.py train $(TRAINING_DIR)/features.parquet -o model/default_bundle \
-		--labels wake-sleep --folds 5 --context 4 \
+		--labels wake-sleep --folds 5 --context 0 \
 		--note "Trained on surrogate sessions: its accuracy says nothing about real brains."
 
 clean:

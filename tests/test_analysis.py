@@ -258,8 +258,19 @@ def test_a_stages_bundle_gets_a_square_confusion_table_and_task_labels_map_no_st
 
 @pytest.mark.parametrize(
     ("value", "stage"),
-    [("W", "W"), (" wake ", "W"), ("n1", "N1"), ("S2", "N2"), ("3", "N3"), ("4", "N3"), ("S4", "N3"),
-     ("REM", "R"), ("r", "R"), ("?", "?"), ("", "")],
+    [
+        ("W", "W"),
+        (" wake ", "W"),
+        ("n1", "N1"),
+        ("S2", "N2"),
+        ("3", "N3"),
+        ("4", "N3"),
+        ("S4", "N3"),
+        ("REM", "R"),
+        ("r", "R"),
+        ("?", "?"),
+        ("", ""),
+    ],
 )
 def test_stage_aliases(value, stage):
     assert canonical_stage(value) == stage
@@ -818,7 +829,10 @@ def test_the_scored_stages_are_shown_in_their_own_classes(page, server, bundle):
     assert page.evaluate(SCORED_BAND, [(start + stop) // 2 for start, stop, _ in blocks]) == colours
     # Per-stage probability distributions, and the stage of the row shown.
     assert page.locator("#probability-legend [data-group]").all_inner_texts() == [
-        "scored W", "scored N1", "scored N2", "scored N3"
+        "scored W",
+        "scored N1",
+        "scored N2",
+        "scored N3",
     ]
     page.fill("#entry-row", "350")
     page.dispatch_event("#entry-row", "change")

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from websockets.sync.client import connect
 
+from model.bundle import DEFAULT_BUNDLE
 from pipeline.recorder import read_predictions
 from recordings.scoring import UNSCORED
 from tests.cli import PROJECT, CliProcess, run_cli
@@ -132,7 +133,8 @@ def test_a_killed_demo_leaves_a_readable_record(tmp_path):
     recorded = read_predictions(folder / "predictions.jsonl")
     assert len(recorded) >= 12  # everything printed before the kill was already on disk
     assert [r["window"] for r in recorded] == list(range(len(recorded)))
-    assert json.loads((folder / "session.json").read_text())["model"]["context"] == 4
+    shipped = json.loads((DEFAULT_BUNDLE / "bundle.json").read_text())
+    assert json.loads((folder / "session.json").read_text())["model"]["context"] == shipped["context"]
 
 
 def test_live_consumes_independently_started_replay_streams(short_dataset, unique_prefix, tmp_path):

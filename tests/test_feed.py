@@ -15,6 +15,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from model.bundle import DEFAULT_BUNDLE
 from pipeline.feed import Broadcaster
 from tests.sessions import live_session
 from viewer.app import ServerState
@@ -94,7 +95,8 @@ def test_predictions_reach_every_healthy_client_and_match_the_schemas(short_data
     assert any(m["type"] == "status" for m in got[1])
     assert status["pipeline"]["predictions"] >= expected and status["health"]["streams"]["eeg"]["connected"]
     assert [h["window"] for h in history][:expected] == list(range(expected))
-    assert model["labels"] == "wake-sleep" and model["context"] == 4
+    shipped = json.loads((DEFAULT_BUNDLE / "bundle.json").read_text())
+    assert model["labels"] == "wake-sleep" and model["context"] == shipped["context"]
     assert {"/api/status", "/api/config", "/api/history", "/api/model", "/healthz"} <= set(openapi["paths"])
 
 

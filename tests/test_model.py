@@ -329,8 +329,9 @@ def test_the_shipped_default_bundle_loads_and_predicts_on_both_backends():
     from model.inference import Predictor
 
     folder = PROJECT / "model" / "default_bundle"
-    bundle = load_bundle(folder, context=4)
+    bundle = load_bundle(folder)
     assert bundle.labels == "wake-sleep" and "surrogate" in bundle.training["note"]
+    assert bundle.context == bundle.training["context_choice"]["chosen"]  # K from the nested choice
     data = bundle.contract["data"]
     assert data["kind"] == "surrogate" and set(bundle.training["train_subjects"]) <= set(data["subjects"])
     assert set(bundle.training["train_subjects"]).isdisjoint(bundle.training["test_subjects"])
@@ -339,3 +340,26 @@ def test_the_shipped_default_bundle_loads_and_predicts_on_both_backends():
     for _ in range(3):
         np.testing.assert_allclose(keras_path.predict(features), lean_path.predict(features), atol=1e-6)
     assert sum(f.stat().st_size for f in folder.iterdir()) < 2_000_000  # a few hundred kB, not MB
+
+
+def test_the_demo_and_the_analysis_sample_use_a_subject_the_default_bundle_never_saw():
+    from model.bundle import load_bundle
+    from simulators.surrogate import BUNDLED_SUBJECT
+    from viewer.analysis_sample import SAMPLE_CSV
+
+    bundle = load_bundle(PROJECT / "model" / "default_bundle")
+    seen = set(bundle.contract["data"]["subjects"])
+    sample_subjects = {str(s).zfill(2) for s in pd.read_csv(SAMPLE_CSV, dtype={"subject": str})["subject"]}
+    assert sample_subjects == {BUNDLED_SUBJECT}
+    assert BUNDLED_SUBJECT not in seen, f"the demo's sub-{BUNDLED_SUBJECT} is a training subject"
+
+
+def test_the_default_bundle_report_gives_epoch_and_subject_figures_beside_the_baselines():
+    report = json.loads((PROJECT / "model" / "default_bundle" / "report.json").read_text())
+    for section in (report["test"]["models"], report["cross_validation"]["models"]):
+        assert {"fusion", "logistic_regression", "majority"} <= set(section)
+    for name in ("fusion", "logistic_regression", "majority"):
+        for level in ("epoch", "window"):
+            figures = report["test"]["models"][name][level]
+            assert figures["per_subject"] and "subject_spread" in figures
+        assert report["test"]["models"][name]["epoch"]["n"] < report["test"]["models"][name]["window"]["n"]

@@ -451,14 +451,16 @@ def test_inputs_that_once_broke_the_features_give_flagged_windows():
         "EEG at 52.66 Hz (gamma silently 0)": (replace(PLAIN, sfreq=52.66), set(EEG_FEATURES)),
         "EEG of 1e11 µV (coherence inf)": (replace(PLAIN, eeg_exponents=(11, 11)), {COHERENCE}),
         "a channel without power in some bins (coherence NaN)": (
-            replace(PLAIN, eeg_kinds=("noise", "alternating")), {COHERENCE}
+            replace(PLAIN, eeg_kinds=("noise", "alternating")),
+            {COHERENCE},
         ),
         "an fMRI region of zeros (NaN ALFF)": (
             replace(PLAIN, n_regions=2, fmri_kinds=("noise", "zeros"), fmri_exponents=(3, 3)),
             set(FMRI_FEATURES),  # the BOLD level is a percentage of the region's baseline too
         ),
         "fMRI means of 1e39 (inf in float32)": (  # one region: its ALFF variance across regions is 0
-            replace(PLAIN, fmri_kinds=("huge",)), set(FMRI_FEATURES) - {10}
+            replace(PLAIN, fmri_kinds=("huge",)),
+            set(FMRI_FEATURES) - {10},
         ),
     }
     for label, (spec, missing) in examples.items():

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.lsl
 
 PATIENCE = 60.0  # seconds; every wait ends on its event, this only guards against a hang
 SFREQ = 100.0
-TR = 1.0
+TR = 1.2  # so that the 0.5-s latency is clearly below TR/2 and 3 s clearly above
 FIRST_TRIGGER = 6.37  # seconds of EEG before the scanner starts: more than 4 TR of silence
 VOLUMES = 40
 SPEED = 10.0  # stamps run ahead of the clock, as in a fast replay
