@@ -167,6 +167,17 @@ def test_during_a_replay_predictions_arrive_and_the_hypnogram_grows(
             assert live_value(page, "scoredLength()") > 0  # the replay carries the expert scoring
             eeg_row = page.text_content("#health tbody tr[data-stream=eeg]")
             assert "connected" in eeg_row and "250.00" in eeg_row
+            # The fMRI row says how volumes meet their triggers, as the acquisition reports it.
+            wait_until(
+                page, "(document.querySelector('#health tbody tr[data-stream=fmri]') || {}).textContent"
+                "?.includes('latency')", 30,
+            )  # fmt: skip
+            fmri_health = pipeline.acquisition.health()["streams"]["fmri"]
+            fmri_row = page.text_content("#health tbody tr[data-stream=fmri]")
+            assert fmri_health["pairing"] and "latency" in fmri_row
+            assert {"run_start": "run start", "expected_latency": "expected latency"}.get(
+                fmri_health["pairing"], "unverified"
+            ) in fmri_row
             for chart in ("probability", "hypnogram", "bands", "fmri"):
                 assert page.locator(f"#chart-{chart} canvas").count() >= 1
             # The default bundle predicts wake or sleep: a two-level track, wake on top as W is.

@@ -426,6 +426,24 @@
     return Math.abs(lag) >= 1 ? `${lag.toFixed(1)} s` : `${(lag * 1000).toFixed(1)} ms`;
   }
 
+  const PAIRING_NAMES = {
+    run_start: "by order from the run start",
+    expected_latency: "by the expected latency",
+    assumed: "assumed (unverified)",
+  };
+
+  // The fMRI row's pairing: how volumes meet their triggers, and the export latency measured.
+  function pairingCell(stream) {
+    if (!stream.pairing) return ["", ""];
+    const latency = stream.trigger_latency === null || stream.trigger_latency === undefined
+      ? "latency n/a" : `latency ${stream.trigger_latency.toFixed(2)} s`;
+    const problems = Array.isArray(stream.problem_codes) ? stream.problem_codes : [];
+    const changes = stream.latency_changes ? ` · ${stream.latency_changes} change(s)` : "";
+    const text = `${PAIRING_NAMES[stream.pairing] || stream.pairing} · ${latency}${changes}`;
+    const flagged = problems.length > 0 || stream.pairing === "assumed";
+    return [problems.length ? `${text} · ${problems.map((p) => p.text).join("; ")}` : text, flagged ? "warn" : ""];
+  }
+
   function showStatus(message) {
     if (message.session) showSession(message.session);
     const health = message.health;
@@ -452,6 +470,7 @@
         [String(stream.dropped_samples), stream.dropped_samples ? "warn" : ""],
         [String(stream.reconnects), stream.reconnects ? "warn" : ""],
         [String(stream.restarts), stream.restarts ? "warn" : ""],
+        pairingCell(stream),
       ];
       for (const [text, state] of cells) {
         const cell = document.createElement("td");
