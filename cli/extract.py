@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     write_table(table, output)
     from pipeline.table_contract import table_contract, write_table_contract
 
-    source = "surrogate" if args.session == "surrogate" else str(Path(root).resolve())
+    # As typed: a bundle records where its data came from without this machine's absolute paths.
+    source = args.session
     contract = table_contract(table, runs, settings.features, settings.window, source)
     sidecar = write_table_contract(output, contract)
     print(

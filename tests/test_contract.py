@@ -98,7 +98,7 @@ def test_a_surrogate_bundle_warns_and_a_mismatched_one_is_refused_by_the_factory
     from stream.config import AcquisitionConfig
 
     shipped = load_bundle(DEFAULT_BUNDLE)
-    assert is_synthetic(shipped.contract) and shipped.contract["data"]["source"] == "surrogate"
+    assert is_synthetic(shipped.contract) and shipped.contract["data"]["source"] == "build/surrogate-training"
     settings = Settings(recording=RecordingSettings(enabled=False))
     config = AcquisitionConfig.for_replay("contract-never-resolved", resolve_timeout=0.1)
     log_bundle = dataclasses.replace(shipped, contract=contract(power_scale="log", kind="surrogate"))
