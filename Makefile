@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist worksteal
 
 slow: $(STAMP)
 	$(PY) -m pytest -m slow
