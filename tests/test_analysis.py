@@ -681,10 +681,10 @@ FEATURE_AXIS_TITLES = {
     "eeg_gamma_power": "EEG gamma power (µV²)",
     "eeg_spectral_entropy": "EEG spectral entropy (0–1, no unit)",
     "eeg_mean_coherence": "EEG mean coherence (0–1, no unit)",
-    "bold_mean": "BOLD mean (scanner units)",
+    "bold_mean": "BOLD mean (% of baseline)",
     "bold_variance": "BOLD variance (%²)",
-    "alff_mean": "ALFF mean (%)",
-    "alff_variance": "ALFF variance (%²)",
+    "alff_mean": "ALFF mean (%/√Hz)",
+    "alff_variance": "ALFF variance ((%/√Hz)²)",
 }
 
 # Per histogram: its title, the text of its axis titles, and where they are against its plot area.

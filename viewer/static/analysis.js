@@ -39,7 +39,8 @@
     alff_mean: "ALFF mean",
     alff_variance: "ALFF var",
   };
-  // Units of the features as extracted with the default settings (docs/features.md).
+  // Units of the features as extracted with the default settings (docs/features.md); the fMRI ones
+  // follow the model's feature settings once known (setFmriUnits), as uploads are taken to match them.
   const FEATURE_UNITS = {
     eeg_delta_power: "µV²",
     eeg_theta_power: "µV²",
@@ -48,11 +49,20 @@
     eeg_gamma_power: "µV²",
     eeg_spectral_entropy: "0–1, no unit",
     eeg_mean_coherence: "0–1, no unit",
-    bold_mean: "scanner units",
+    bold_mean: "% of baseline",
     bold_variance: "%²",
-    alff_mean: "%",
-    alff_variance: "%²",
+    alff_mean: "%/√Hz",
+    alff_variance: "(%/√Hz)²",
   };
+
+  function setFmriUnits(contract) {
+    const features = (contract && contract.features) || {};
+    if (features.bold_level === "raw") FEATURE_UNITS.bold_mean = "scanner units";
+    if (features.alff_measure === "falff") {
+      FEATURE_UNITS.alff_mean = "fraction";
+      FEATURE_UNITS.alff_variance = "fraction²";
+    }
+  }
   const COUNT_LABEL = "count of windows";
   const ROW_LABEL = "row (one 2.1-s window each, in file order)";
   const CLASS_COLORS = ["#f2b84b", "#6c8cff", "#4cc9a0", "#e07a9f", "#b48ead", "#7fd1e8"];
@@ -148,6 +158,7 @@
       $("model-contract").textContent = `The model (${model.path || "bundle"}) expects features computed with ` +
         `${contract.description || "unknown definitions"}; trained on ${contract.data_kind || "unknown"} data.`;
       $("model-synthetic").hidden = !contract.synthetic;
+      setFmriUnits(model.feature_contract);
     } catch (error) {
       console.warn("model information unavailable:", error.message);
     }
