@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 EPOCH_SECONDS = 30.0
 """Length of one scored epoch (AASM, and every scoring this project reads)."""
 
@@ -42,3 +44,25 @@ def canonical_stage(value: str) -> str:
     """
     upper = value.strip().upper()
     return _ALIASES.get(upper, upper)
+
+
+def epoch_containing(onsets: np.ndarray, seconds: float, epoch_seconds: float = EPOCH_SECONDS) -> int | None:
+    """Index of the epoch that contains ``seconds``, or None outside every epoch.
+
+    Parameters
+    ----------
+    onsets : np.ndarray, shape (n_epochs,)
+        Epoch start times in seconds, increasing.
+    seconds : float
+        Time on the same base.
+    epoch_seconds : float
+        Length of one epoch.
+
+    Returns
+    -------
+    index : int | None
+    """
+    index = int(np.searchsorted(onsets, seconds, side="right")) - 1
+    if index < 0 or seconds >= onsets[index] + epoch_seconds:
+        return None
+    return index

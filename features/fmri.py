@@ -51,17 +51,33 @@ def detrended(series: np.ndarray) -> np.ndarray:
 
 
 def alff_bins(n: int, tr: float, band: tuple[float, float]) -> np.ndarray:
-    """DFT bins ``k`` (``1 <= k <= n // 2``, frequency ``k / (n tr)``) inside ``band``, inclusive."""
+    """DFT bins ``k`` (``1 <= k <= n // 2``, frequency ``k / (n tr)``) inside ``band``, inclusive.
+
+    Cached and read-only: every window of a run asks for the same one or two series lengths.
+    """
+    return _alff_bins(int(n), float(tr), (float(band[0]), float(band[1])))
+
+
+@functools.lru_cache(maxsize=32)
+def _alff_bins(n: int, tr: float, band: tuple[float, float]) -> np.ndarray:
     k = np.arange(1, n // 2 + 1)
     freqs = k / (n * tr)
-    return k[(freqs >= band[0]) & (freqs <= band[1])]
+    bins = k[(freqs >= band[0]) & (freqs <= band[1])]
+    bins.flags.writeable = False
+    return bins
 
 
 def alff_band_problem(n: int, tr: float, band: tuple[float, float]) -> Problem | None:
     """Why a series of ``n`` volumes at ``tr`` gives no ALFF in ``band`` (None: it gives one).
 
     The band must lie below the Nyquist frequency ``1 / (2 tr)`` and hold at least one non-DC bin.
+    Cached: the extractor and :func:`fmri_features` ask for it every window.
     """
+    return _alff_band_problem(int(n), float(tr), (float(band[0]), float(band[1])))
+
+
+@functools.lru_cache(maxsize=32)
+def _alff_band_problem(n: int, tr: float, band: tuple[float, float]) -> Problem | None:
     nyquist = 1.0 / (2.0 * tr)
     if band[1] > nyquist:
         return problem(ProblemCode.ALFF_BAND_ABOVE_NYQUIST, high=band[1], nyquist=nyquist, tr=tr)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.stages import SLEEP_STAGES, UNSCORED, canonical_stage
+from core.stages import SLEEP_STAGES, UNSCORED, canonical_stage, epoch_containing
 from recordings.errors import DatasetFormatError
 from recordings.scoring import REQUIRED_COLUMNS, read_scoring
 
@@ -124,10 +124,8 @@ class Hypnogram:
         stage : str | None
             The stage (possibly :data:`UNSCORED`), or None outside the epochs.
         """
-        index = int(np.searchsorted(self.onsets, seconds, side="right")) - 1
-        if index < 0 or seconds >= self.onsets[index] + self.epoch_seconds:
-            return None
-        return self.stages[index]
+        index = epoch_containing(self.onsets, seconds, self.epoch_seconds)
+        return None if index is None else self.stages[index]
 
 
 def exclusion_reason(raw_label: str) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.stages import EPOCH_SECONDS, SLEEP_STAGES, UNSCORED
+from core.stages import SLEEP_STAGES, UNSCORED, epoch_containing
 from recordings.errors import DatasetFormatError
 
 STAGES: tuple[str, ...] = SLEEP_STAGES[:4]  # ds003768 has no REM
@@ -71,10 +71,8 @@ class RunScoring:
         stage : str | None
             The stage (possibly :data:`UNSCORED`), or None outside the scored epochs.
         """
-        index = int(np.searchsorted(self.onsets, seconds, side="right")) - 1
-        if index < 0 or seconds >= self.onsets[index] + EPOCH_SECONDS:
-            return None
-        return self.stages[index]
+        index = epoch_containing(self.onsets, seconds)
+        return None if index is None else self.stages[index]
 
 
 def normalise_stage(label: str) -> str:
