@@ -195,10 +195,18 @@ class IncrementalWelch:
         Segment length, overlap and frequency span.
     origin : int | None
         Sample number where the segment grid starts; the first window's first sample by default.
+    span : tuple of float | None
+        Frequencies (Hz, inclusive) of the bins kept; the config's ``frequency_span`` by default
+        (:func:`reachable_span` gives the part of it a low rate can hold).
     """
 
     def __init__(
-        self, sfreq: float, n_channels: int, config: FeatureConfig, origin: int | None = None
+        self,
+        sfreq: float,
+        n_channels: int,
+        config: FeatureConfig,
+        origin: int | None = None,
+        span: tuple[float, float] | None = None,
     ) -> None:
         self.sfreq = sfreq
         self.n_channels = n_channels
@@ -207,10 +215,10 @@ class IncrementalWelch:
         window = get_window("hann", self.length)
         self._taper = window.astype(np.float32)
         freqs = np.fft.rfftfreq(self.length, 1 / sfreq)
-        low, high = config.frequency_span
+        low, high = config.frequency_span if span is None else span
         self._bins = np.flatnonzero((freqs >= low) & (freqs <= high))
         if self._bins.size == 0 or self._bins[0] == 0 or freqs[self._bins[-1]] >= sfreq / 2:
-            raise ValueError(f"frequency span {config.frequency_span} Hz does not fit a {sfreq:g} Hz signal")
+            raise ValueError(f"frequency span {(low, high)} Hz does not fit a {sfreq:g} Hz signal")
         self.freqs = freqs[self._bins]
         # One-sided density scaling (DC and Nyquist are outside the kept bins),
         # applied to the spectrum as its square root so products come out scaled.
@@ -397,6 +405,22 @@ class IncrementalWelch:
         return result
 
 
+def band_reachable(band: tuple[float, float], sfreq: float) -> bool:
+    """Whether a band lies wholly below the Nyquist frequency of ``sfreq`` (its upper edge strictly)."""
+    return band[1] < sfreq / 2
+
+
+def reachable_span(config: FeatureConfig, sfreq: float) -> tuple[float, float]:
+    """The features' frequency span, its top lowered below the Nyquist frequency where ``sfreq`` needs it.
+
+    The top becomes half a bin below Nyquist (bins of ``1 / segment_seconds`` Hz), so the Nyquist
+    bin, whose density scaling differs, is never kept: at 64 Hz, (0.5, 45) becomes (0.5, 31.875).
+    """
+    low, high = config.frequency_span
+    length = round(config.segment_seconds * sfreq)
+    return low, min(high, sfreq / 2 - sfreq / length / 2)
+
+
 def band_powers(psd: np.ndarray, freqs: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Band power per band, averaged over channels.
 
@@ -423,6 +447,25 @@ def band_powers(psd: np.ndarray, freqs: np.ndarray, config: FeatureConfig) -> np
         df = 1.0
     mean = np.add.reduce(powers, axis=0) * (df / powers.shape[0])
     return np.log10(mean) if config.power_scale == "log" else mean
+
+
+def band_power(psd: np.ndarray, freqs: np.ndarray, band: tuple[float, float]) -> np.ndarray:
+    """Power of any band per channel, ``sum_{low <= f < high} PSD(f) df`` (µV²), as the feature bands.
+
+    For bands outside the five features (e.g. sigma, 11-16 Hz, where spindles lie).
+
+    Parameters
+    ----------
+    psd : np.ndarray, shape (n_channels, n_freqs)
+        Power spectral density (µV²/Hz).
+    freqs : np.ndarray, shape (n_freqs,)
+        Bin frequencies (evenly spaced).
+    band : tuple of float
+        (low, high) in Hz.
+    """
+    low, high = band
+    inside = (freqs >= low - 1e-9) & (freqs < high - 1e-9)
+    return np.add.reduce(psd[:, inside], axis=1) * float(freqs[1] - freqs[0])
 
 
 @functools.lru_cache(maxsize=8)

@@ -13,19 +13,21 @@ from features.config import FeatureConfig
 from features.eeg import (
     IncrementalWelch,
     band_powers,
+    band_reachable,
     mean_coherence,
     mean_pearson,
+    reachable_span,
     select_channels,
     spectral_entropy,
 )
 from features.fmri import alff_band_problem, fmri_features
-from features.names import FEATURE_NAMES
+from features.names import BAND_NAMES, FEATURE_NAMES
 
 ALFF_MIN_SECONDS = 100.0
 
 # The feature groups of :attr:`core.problems.Problem.affects` each feature belongs to.
 _GROUPS: tuple[frozenset[str], ...] = (
-    (frozenset({"eeg_power"}),) * 5
+    tuple(frozenset({"eeg_power", f"eeg_{band}_power"}) for band in BAND_NAMES)
     + (frozenset({"eeg_spectral_entropy"}), frozenset({"eeg_mean_coherence"}))
     + (frozenset({"fmri"}),) * 2
     + (frozenset({"fmri", "alff"}),) * 2
@@ -83,6 +85,7 @@ class FeatureExtractor:
         self._eeg_rows: np.ndarray = np.array([], dtype=int)  # set with the Welch state
         self._eeg_take: np.ndarray | slice | None = None
         self._ch_types: tuple[str, ...] | None = None
+        self._sfreq: float | None = None
         self._ch_names: tuple[str, ...] | None = None
         self._eeg_names: list[str] = []
         self._baseline = RunBaseline(self.config.bold_baseline_seconds)
@@ -106,17 +109,20 @@ class FeatureExtractor:
         config = self.config
         values = np.full(len(FEATURE_NAMES), np.nan)
         result = FeatureVector(values=values)
-        highest = config.frequency_span[1]
-        if not window.sfreq > 2 * highest:
-            result.problems.append(problem(ProblemCode.EEG_RATE_TOO_LOW, sfreq=window.sfreq, highest=highest))
+        sfreq = window.sfreq
+        reachable = [band_reachable(band, sfreq) for band in config.bands.values()]
+        if not any(reachable):
+            lowest = min(high for _, high in config.bands.values())
+            result.problems.append(problem(ProblemCode.EEG_RATE_TOO_LOW, sfreq=sfreq, highest=lowest))
             self._fmri_features(window, result)
             return self._checked(result)
-        if window.ch_types != self._ch_types:
-            self._ch_types = window.ch_types
+        span = reachable_span(config, sfreq)
+        if window.ch_types != self._ch_types or sfreq != self._sfreq:
+            self._ch_types, self._sfreq = window.ch_types, sfreq
             self._welch = None
         if self._welch is None or window.quality.restarted:
             eeg_rows = self._eeg_rows if self._welch is not None else self._eeg_rows_of(window.ch_types)
-            self._welch = IncrementalWelch(window.sfreq, eeg_rows.size, config)
+            self._welch = IncrementalWelch(sfreq, eeg_rows.size, config, span=span)
             self._eeg_rows = eeg_rows
             # Consecutive rows are taken as a view, not a gathered copy.
             contiguous = eeg_rows.size > 0 and np.array_equal(
@@ -152,6 +158,7 @@ class FeatureExtractor:
             psd = psd_sum / spectra.n_segments
             values[0:5] = band_powers(psd, spectra.freqs, config)
             values[5] = spectral_entropy(psd, spectra.freqs, config)
+            self._nyquist_limits(result, reachable, span, sfreq)
             if keep.size < 2:
                 result.problems.append(problem(ProblemCode.COHERENCE_NEEDS_TWO_CHANNELS))
             elif config.coherence == "msc":
@@ -164,6 +171,22 @@ class FeatureExtractor:
 
         self._fmri_features(window, result)
         return self._checked(result)
+
+    def _nyquist_limits(
+        self, result: FeatureVector, reachable: list[bool], span: tuple[float, float], sfreq: float
+    ) -> None:
+        """NaN for each band reaching the Nyquist frequency; a note when entropy and coherence lose bins."""
+        for k, ((name, (low, high)), ok) in enumerate(zip(self.config.bands.items(), reachable, strict=True)):
+            if not ok:
+                result.values[k] = np.nan
+                result.problems.append(
+                    problem(ProblemCode.EEG_BAND_ABOVE_NYQUIST, band=name, low=low, high=high, sfreq=sfreq)
+                )
+        low, high = self.config.spectrum_range
+        if span[1] < high:
+            result.problems.append(
+                problem(ProblemCode.EEG_SPECTRUM_CLIPPED, low=low, high=high, top=span[1], sfreq=sfreq)
+            )
 
     def _fmri_features(self, window: Window, result: FeatureVector) -> None:
         config = self.config

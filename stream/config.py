@@ -108,6 +108,12 @@ class WindowConfig:
         seconds, used to pair volumes when the run's first trigger was not seen (joining
         mid-run); None (default): unknown, such windows are flagged. Also the reference of
         the "latency high" flag (measured latency more than TR/2 from it; 0 when None).
+    feature_rate_hz : float | None
+        Lowest EEG rate the features need (250 Hz by default). A stream at twice this rate or
+        more is low-pass filtered and decimated by ``q = floor(rate / feature_rate_hz)`` as it
+        arrives (5000 Hz -> 250 Hz, 1000 -> 250, 512 -> 256; 400 Hz is kept as it is;
+        ``stream/decimation.py``); windows and features see the decimated rate. None: never
+        decimate.
     """
 
     eeg_window: float = 30.0
@@ -123,8 +129,12 @@ class WindowConfig:
     highpass_hz: float | None = None
     dummy_scans: int = 0
     expected_latency: float | None = None
+    feature_rate_hz: float | None = 250.0
 
     def __post_init__(self) -> None:
+        rate = self.feature_rate_hz
+        if rate is not None and not (math.isfinite(rate) and rate > 0):
+            raise ValueError(f"WindowConfig.feature_rate_hz = {rate!r} must be > 0 or None")
         if self.highpass_hz is not None and not self.highpass_hz > 0:
             raise ValueError(f"WindowConfig.highpass_hz = {self.highpass_hz!r} must be > 0 or None")
         if (
@@ -178,8 +188,9 @@ class AcquisitionConfig:
     ----------
     eeg : StreamQuery
         The EEG stream (type ``EEG`` by default).
-    fmri : StreamQuery
-        The fMRI-metrics stream (type ``fMRI`` by default).
+    fmri : StreamQuery | None
+        The fMRI-metrics stream (type ``fMRI`` by default); None for an EEG-only session (every
+        window is then cut without fMRI and predicted from the EEG alone).
     triggers : StreamQuery | None
         The volume-trigger marker stream; without it, fMRI samples are placed
         at their own timestamps.
@@ -201,7 +212,7 @@ class AcquisitionConfig:
     """
 
     eeg: StreamQuery = field(default_factory=lambda: StreamQuery(stype="EEG"))
-    fmri: StreamQuery = field(default_factory=lambda: StreamQuery(stype="fMRI"))
+    fmri: StreamQuery | None = field(default_factory=lambda: StreamQuery(stype="fMRI"))
     triggers: StreamQuery | None = None
     truth: StreamQuery | None = None
     expected_eeg_channels: int | None = None

@@ -274,10 +274,22 @@ def test_feature_problems_are_codes_that_explain_the_missing_features(windows):
     assert features.problems[0].text == "coherence needs two usable EEG channels"
     assert np.flatnonzero(np.isnan(features.values)).tolist() == [6]
 
+    # At 64 Hz (Nyquist 32 Hz) only gamma (30-45 Hz) is out of reach; entropy and coherence use
+    # the bins below Nyquist, and say so.
     slow = FeatureExtractor().compute(dataclasses.replace(shared, sfreq=64.0))
-    assert [p.code for p in slow.problems] == [ProblemCode.EEG_RATE_TOO_LOW]
-    assert slow.problems[0].text == "EEG at 64 Hz cannot give features up to 45 Hz (needs more than 90 Hz)"
-    assert np.isnan(slow.values[:7]).all() and np.isfinite(slow.values[7:]).all()
+    assert [p.code for p in slow.problems] == [
+        ProblemCode.EEG_BAND_ABOVE_NYQUIST,
+        ProblemCode.EEG_SPECTRUM_CLIPPED,
+    ]
+    assert slow.problems[0].text == (
+        "gamma band (30-45 Hz) reaches above the Nyquist frequency 32 Hz of EEG at 64 Hz"
+    )
+    assert slow.problems[0].affects == {"eeg_gamma_power"} and slow.problems[1].affects == set()
+    assert np.flatnonzero(np.isnan(slow.values)).tolist() == [4]
+
+    too_slow = FeatureExtractor().compute(dataclasses.replace(shared, sfreq=6.0))
+    assert [p.code for p in too_slow.problems] == [ProblemCode.EEG_RATE_TOO_LOW]
+    assert np.isnan(too_slow.values[:7]).all() and np.isfinite(too_slow.values[7:]).all()
 
 
 def test_feature_config_refuses_nonsense():
