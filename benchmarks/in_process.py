@@ -16,7 +16,7 @@ import time
 from websockets.sync.client import connect
 
 from pipeline.pipeline import Pipeline
-from recordings.session import Session
+from recordings.recording import Recording
 from simulators.replay import SessionPlayer
 
 
@@ -25,7 +25,7 @@ class ReplayThread:
 
     Parameters
     ----------
-    session : Session
+    session : Recording
         The run to replay.
     prefix : str
         Stream-name prefix (unique to this benchmark run).
@@ -38,7 +38,7 @@ class ReplayThread:
         ``time.monotonic()`` at the last push.
     """
 
-    def __init__(self, session: Session, prefix: str) -> None:
+    def __init__(self, session: Recording, prefix: str) -> None:
         self.cpu_seconds = math.nan
         self.done_at = math.nan
         self._first_cpu: float | None = None

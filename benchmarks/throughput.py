@@ -91,7 +91,8 @@ from pipeline.factory import LivePipeline, build_pipeline  # noqa: E402
 from pipeline.offline import extract_session  # noqa: E402
 from pipeline.pipeline import Pipeline  # noqa: E402
 from pipeline.prediction import Prediction  # noqa: E402
-from recordings.session import Session, read_session  # noqa: E402
+from recordings.recording import Recording  # noqa: E402
+from recordings.session import read_session  # noqa: E402
 from simulators.surrogate import BUNDLED_SUBJECT, DEMO_RUN, bundled_surrogate  # noqa: E402
 from stream.acquisition import Acquisition  # noqa: E402
 from stream.config import AcquisitionConfig  # noqa: E402
@@ -115,7 +116,7 @@ class Finished:
         self.done.append(time.perf_counter())
 
 
-def live_run(args: argparse.Namespace, session: Session, bundle: ModelBundle, timings: dict) -> dict:
+def live_run(args: argparse.Namespace, session: Recording, bundle: ModelBundle, timings: dict) -> dict:
     """Assemble the pipeline with the factory, then start-up and the run; return the figures."""
     prefix = f"bench-{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory() as folder:
@@ -141,7 +142,7 @@ def live_run(args: argparse.Namespace, session: Session, bundle: ModelBundle, ti
 
 
 def consume(
-    args: argparse.Namespace, session: Session, live: LivePipeline, prefix: str, timings: dict
+    args: argparse.Namespace, session: Recording, live: LivePipeline, prefix: str, timings: dict
 ) -> dict:
     """Serve the pipeline, replay the run into it and time its processing."""
     acquisition, pipeline = live.acquisition, live.pipeline
@@ -222,7 +223,7 @@ def consume(
     return figures
 
 
-def wait_until_buffered(acquisition: Acquisition, session: Session, timeout: float = 60) -> None:
+def wait_until_buffered(acquisition: Acquisition, session: Recording, timeout: float = 60) -> None:
     """Return once the EEG inlet holds the whole run (liblsl receives it in its own threads)."""
     deadline = time.monotonic() + timeout
     while acquisition.eeg.samples_waiting() < session.n_times:
@@ -256,7 +257,7 @@ def wait_until_quiet(
     print(f"warning: the run did not end within {timeout:g} s", file=sys.stderr)
 
 
-def offline_run(session: Session, bundle: ModelBundle, backend: str) -> dict:
+def offline_run(session: Recording, bundle: ModelBundle, backend: str) -> dict:
     """The same session through ``extract_session`` and the live Predictor, in this thread."""
     predictor = Predictor(bundle, backend=backend)
     cpu, started = time.thread_time(), time.perf_counter()

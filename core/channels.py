@@ -2,5 +2,5 @@
 
 from __future__ import annotations
 
-VOLTAGE_TYPES: tuple[str, ...] = ("eeg", "eog", "ecg")
+VOLTAGE_TYPES: tuple[str, ...] = ("eeg", "eog", "ecg", "emg")
 """Channel types recorded in volts and streamed in microvolts."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,8 @@ class Hypnogram:
         The file the hypnogram was read from.
     epoch_seconds : float
         Length of one epoch.
+    start_time : datetime | None
+        Wall-clock time (UTC) of the hypnogram's time 0 when the file says it (EDF+ header).
     """
 
     onsets: np.ndarray
@@ -79,6 +82,7 @@ class Hypnogram:
     raw_labels: tuple[str, ...]
     source: str
     epoch_seconds: float = 30.0
+    start_time: datetime | None = None
 
     def __post_init__(self) -> None:
         if not len(self.onsets) == len(self.stages) == len(self.raw_labels):
@@ -249,7 +253,33 @@ def _read_edf_annotations(path: Path, epoch_seconds: float) -> Hypnogram:
         stages += [UNSCORED] * gap + [stage] * round(n_epochs)
         labels += [""] * gap + [str(description)] * round(n_epochs)
         onsets += [start + (len(onsets) + i) * epoch_seconds for i in range(gap + round(n_epochs))]
-    return Hypnogram(np.array(onsets), tuple(stages), tuple(labels), str(path), epoch_seconds)
+    return Hypnogram(
+        np.array(onsets), tuple(stages), tuple(labels), str(path), epoch_seconds, edf_start_time(path)
+    )
+
+
+def edf_start_time(path: str | Path) -> datetime | None:
+    """Start date and time (UTC) in an EDF/BDF header, or None when it cannot be read.
+
+    Parameters
+    ----------
+    path : path-like
+        The EDF, EDF+ or BDF file.
+
+    Returns
+    -------
+    start : datetime | None
+        Two-digit years 85-99 are 1985-1999, others 2000-2084 (the EDF convention).
+    """
+    with Path(path).open("rb") as handle:
+        header = handle.read(184)
+    try:
+        day, month, year = (int(x) for x in header[168:176].decode("ascii").split("."))
+        hour, minute, second = (int(x) for x in header[176:184].decode("ascii").split("."))
+        full_year = 1900 + year if year >= 85 else 2000 + year
+        return datetime(full_year, month, day, hour, minute, second, tzinfo=timezone.utc)
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _edf_stage(description: str) -> str | None:

@@ -20,24 +20,38 @@ CHANNELS: tuple[str, ...] = (*EEG_CHANNELS, EOG_CHANNEL, ECG_CHANNEL)
 CHANNEL_TYPES: tuple[str, ...] = ("eeg",) * len(EEG_CHANNELS) + ("eog", "ecg")
 
 
+_MISC_WORDS = (
+    "RESP", "TEMP", "EVENT", "MARKER", "TRIG", "SPO2", "SAO2", "PLETH", "PULSE", "POSITION", "LIGHT",
+    "FLOW", "NASAL", "THOR", "ABDO", "SNORE", "STATUS",
+)  # fmt: skip
+_EOG_NAMES = ("LOC", "ROC", "E1", "E2", "HEOG", "VEOG")
+
+
 def channel_type_from_name(name: str) -> str:
-    """Guess an MNE channel type from a BrainVision channel name.
+    """Guess a channel type from a channel name (BrainVision, EDF/PSG or LSL labels).
 
     Parameters
     ----------
     name : str
-        Channel name as written in the ``.vhdr`` file.
+        Channel name as written in the file, e.g. ``"Cz"``, ``"EEG Fpz-Cz"``,
+        ``"EOG horizontal"``, ``"EMG submental"`` or ``"Resp oro-nasal"``.
 
     Returns
     -------
     ch_type : str
-        ``"eog"``, ``"ecg"``, ``"misc"`` (the sample-index test channel) or ``"eeg"``.
+        ``"eeg"``, ``"eog"``, ``"ecg"``, ``"emg"`` or ``"misc"`` (respiration, temperature,
+        event markers, oximetry, the sample-index test channel...); ``"eeg"`` when nothing
+        else matches.
     """
-    upper = name.upper()
-    if "EOG" in upper:
+    upper = name.upper().strip()
+    if upper.startswith("EEG"):
+        return "eeg"
+    if "EOG" in upper or upper.split("-")[0].strip() in _EOG_NAMES:
         return "eog"
     if "ECG" in upper or "EKG" in upper:
         return "ecg"
-    if name == SAMPLE_INDEX_CHANNEL:
+    if "EMG" in upper or "CHIN" in upper:
+        return "emg"
+    if name == SAMPLE_INDEX_CHANNEL or any(word in upper for word in _MISC_WORDS):
         return "misc"
     return "eeg"

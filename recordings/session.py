@@ -1,21 +1,20 @@
-"""One recorded run of simultaneous EEG-fMRI, read from a ds003768-style dataset."""
+"""One recorded run of simultaneous EEG-fMRI, read from a ds003768-style dataset, as a :class:`Recording`."""
 
 from __future__ import annotations
 
-import csv
 import json
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.channels import VOLTAGE_TYPES
 from core.layouts import VOLUME_TRIGGER
 from recordings.bids import RunPaths, normalise_subject, parse_run
+from recordings.brainvision import open_brainvision, table_channel_types, volume_trigger_times
 from recordings.errors import DatasetFormatError
-from recordings.montage import channel_type_from_name
+from recordings.hypnogram import Hypnogram
+from recordings.recording import Recording
 from recordings.regions import (
     Parcellation,
     atlas_parcellation,
@@ -23,122 +22,11 @@ from recordings.regions import (
     grid_parcellation,
     region_means,
 )
-from recordings.scoring import RunScoring, read_scoring
+from recordings.scoring import read_scoring
 
 if TYPE_CHECKING:
     import mne
     from nibabel.spatialimages import SpatialImage
-
-_BLOCK_SECONDS = 10.0
-
-
-@dataclass
-class Session:
-    """A run: EEG, volume triggers, per-volume regional BOLD means and scoring.
-
-    Attributes
-    ----------
-    subject, task, run : str, str, int
-        Identity of the run.
-    raw : mne.io.BaseRaw
-        The EEG recording (read lazily from disk).
-    ch_types : tuple of str
-        ``"eeg"``, ``"eog"``, ``"ecg"`` or ``"misc"`` per channel.
-    volume_times : np.ndarray, shape (n_volumes,)
-        Acquisition time of each fMRI volume (its R128 trigger) in seconds from
-        the first EEG sample.
-    tr : float
-        Repetition time in seconds (from the BOLD sidecar).
-    roi_means : np.ndarray, shape (n_volumes, n_regions)
-        Mean BOLD signal of each region in each volume.
-    parcellation : Parcellation
-        The regions behind ``roi_means``.
-    scoring : RunScoring | None
-        Expert stages of the run's 30 s epochs; epoch 0 starts at the first
-        volume's trigger (after any dummy scans).
-    dummy_scans : int
-        Volume triggers before the first volume that have no volume in the BOLD file.
-    """
-
-    subject: str
-    task: str
-    run: int
-    raw: mne.io.BaseRaw
-    ch_types: tuple[str, ...]
-    volume_times: np.ndarray
-    tr: float
-    roi_means: np.ndarray
-    parcellation: Parcellation
-    scoring: RunScoring | None
-    dummy_scans: int = 0
-    _block: tuple[int, np.ndarray] | None = field(default=None, repr=False)
-
-    @property
-    def label(self) -> str:
-        """BIDS-style identity, e.g. ``sub-01_task-sleep_run-1``."""
-        return f"sub-{self.subject}_task-{self.task}_run-{self.run}"
-
-    @property
-    def sfreq(self) -> float:
-        """EEG sampling rate in Hz."""
-        return float(self.raw.info["sfreq"])
-
-    @property
-    def ch_names(self) -> list[str]:
-        """EEG channel names."""
-        return list(self.raw.ch_names)
-
-    @property
-    def n_times(self) -> int:
-        """Number of EEG samples."""
-        return int(self.raw.n_times)
-
-    @property
-    def duration(self) -> float:
-        """Length of the EEG recording in seconds."""
-        return self.n_times / self.sfreq
-
-    @property
-    def n_volumes(self) -> int:
-        """Number of fMRI volumes."""
-        return int(self.volume_times.size)
-
-    @property
-    def stage_onsets(self) -> np.ndarray:
-        """Start of each scored epoch in seconds from the first EEG sample."""
-        if self.scoring is None:
-            return np.empty(0)
-        return self.volume_times[0] + self.scoring.onsets
-
-    @property
-    def channel_units(self) -> tuple[str, ...]:
-        """Unit of each channel as streamed (``microvolts`` or ``none``)."""
-        return tuple("microvolts" if t in VOLTAGE_TYPES else "none" for t in self.ch_types)
-
-    def eeg_samples(self, start: int, stop: int) -> np.ndarray:
-        """EEG samples ``start:stop`` as float32, shape (n, n_channels), in microvolts.
-
-        Voltage channels are scaled from volts to microvolts; other channels are
-        returned as stored. Reads go through a cached block of about 10 s, so
-        sequential reads of small chunks stay cheap even at 5000 Hz.
-        """
-        start, stop = max(0, start), min(stop, self.n_times)
-        out = np.empty((max(0, stop - start), len(self.ch_types)), dtype=np.float32)
-        block_len = max(1, int(_BLOCK_SECONDS * self.sfreq))
-        position = start
-        while position < stop:
-            block_start = (position // block_len) * block_len
-            if self._block is None or self._block[0] != block_start:
-                data = self.raw.get_data(start=block_start, stop=min(block_start + block_len, self.n_times))
-                scale = np.array([1e6 if t in VOLTAGE_TYPES else 1.0 for t in self.ch_types])
-                self._block = (block_start, (data * scale[:, None]).T.astype(np.float32))
-            block = self._block[1]
-            take = min(stop, block_start + block.shape[0]) - position
-            out[position - start : position - start + take] = block[
-                position - block_start : position - block_start + take
-            ]
-            position += take
-        return out
 
 
 def read_session(
@@ -149,7 +37,7 @@ def read_session(
     mask: str | Path | None = None,
     atlas: str | Path | None = None,
     dummy_scans: int | None = None,
-) -> Session:
+) -> Recording:
     """Read one run of a ds003768-style BIDS dataset.
 
     Parameters
@@ -173,7 +61,8 @@ def read_session(
 
     Returns
     -------
-    session : Session
+    recording : Recording
+        The run; its hypnogram counts from the first volume (``origin``).
 
     Raises
     ------
@@ -182,8 +71,8 @@ def read_session(
     """
     task, run_number = parse_run(run)
     paths = RunPaths(Path(root), normalise_subject(subject), task, run_number)
-    raw = _read_eeg(paths.eeg_header)
-    ch_types = _channel_types(paths, raw.ch_names)
+    raw = open_brainvision(paths.eeg_header)
+    ch_types = table_channel_types(paths.channels_tsv, raw.ch_names)
     triggers = _volume_triggers(raw, paths.eeg_header)
     tr = _repetition_time(paths)
     bold_img = _load_nifti(paths.bold, ndim=4)
@@ -206,7 +95,7 @@ def read_session(
     bold = np.asarray(bold_img.dataobj, dtype=np.float32)
     parcellation = _parcellation(bold, mask, atlas)
     scoring = _run_scoring(paths)
-    return Session(
+    return Recording(
         subject=paths.subject,
         task=task,
         run=run_number,
@@ -216,46 +105,21 @@ def read_session(
         tr=tr,
         roi_means=region_means(bold, parcellation),
         parcellation=parcellation,
-        scoring=scoring,
+        hypnogram=scoring,
+        origin=float(triggers[0]),
         dummy_scans=skipped,
+        source_format="ds003768",
+        source=paths.eeg_header,
     )
 
 
-def _read_eeg(header: Path) -> mne.io.BaseRaw:
-    import mne
-
-    if not header.is_file():
-        raise DatasetFormatError(header, "EEG header (.vhdr) not found")
-    try:
-        return mne.io.read_raw_brainvision(header, preload=False, verbose="error")
-    except Exception as err:  # MNE raises many types for broken BrainVision files
-        raise DatasetFormatError(header, f"cannot be read as BrainVision: {err}") from None
-
-
-def _channel_types(paths: RunPaths, ch_names: list[str]) -> tuple[str, ...]:
-    if not paths.channels_tsv.is_file():
-        return tuple(channel_type_from_name(name) for name in ch_names)
-    with paths.channels_tsv.open(newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    if not rows or "name" not in rows[0] or "type" not in rows[0]:
-        raise DatasetFormatError(paths.channels_tsv, "expected columns 'name' and 'type'", line=1)
-    by_name = {row["name"]: row["type"].strip().lower() for row in rows}
-    return tuple(by_name.get(name, channel_type_from_name(name)).replace("trig", "misc") for name in ch_names)
-
-
 def _volume_triggers(raw: mne.io.BaseRaw, header: Path) -> np.ndarray:
-    annotations = raw.annotations
-    onsets = [
-        onset - raw.first_time
-        for onset, description in zip(annotations.onset, annotations.description, strict=True)
-        if description.split("/")[-1].replace(" ", "") == VOLUME_TRIGGER
-    ]
-    if not onsets:
+    times = volume_trigger_times(raw)
+    if not times.size:
         raise DatasetFormatError(
             header.with_suffix(".vmrk"),
             f"no '{VOLUME_TRIGGER}' volume-trigger markers: expected one per fMRI volume",
         )
-    times = np.sort(np.array(onsets, dtype=float))
     if np.any(np.diff(times) <= 0):
         raise DatasetFormatError(header.with_suffix(".vmrk"), "two volume triggers at the same time")
     return times
@@ -370,11 +234,12 @@ def _parcellation(bold: np.ndarray, mask: str | Path | None, atlas: str | Path |
     return grid_parcellation(brain)
 
 
-def _run_scoring(paths: RunPaths) -> RunScoring | None:
+def _run_scoring(paths: RunPaths) -> Hypnogram | None:
     if not paths.scoring.is_file():
         return None
     runs = read_scoring(paths.scoring)
     scoring = runs.get((paths.task, paths.run))
     if scoring is None:
         warnings.warn(f"{paths.scoring}: no epochs scored for {paths.stem}", stacklevel=3)
-    return scoring
+        return None
+    return Hypnogram(scoring.onsets, scoring.stages, scoring.raw_labels, str(paths.scoring))

@@ -31,7 +31,8 @@ from core.problems import ProblemCode
 from pipeline.factory import build_pipeline
 from pipeline.recorder import read_predictions
 from pipeline.settings import RecordingSettings, Settings
-from recordings.session import Session, read_session
+from recordings.recording import Recording
+from recordings.session import read_session
 from simulators.faults import (
     BadChannels,
     EegClockJump,
@@ -67,7 +68,7 @@ def bundle():
 
 
 @pytest.fixture(scope="module")
-def session(short_dataset) -> Session:
+def session(short_dataset) -> Recording:
     return read_session(short_dataset, "99", "sleep-1")
 
 
@@ -133,7 +134,7 @@ def usable_after(time: float, count: int = 3) -> Callable[[FaultRun], bool]:
 
 
 def replay_with_faults(
-    session: Session,
+    session: Recording,
     prefix: str,
     bundle,
     folder: Path,
