@@ -1,7 +1,8 @@
-"""Replay a :class:`~recordings.session.Session` as LSL streams.
+"""Replay a :class:`~recordings.recording.Recording` as LSL streams.
 
 Four outlets, named ``<prefix>-EEG``, ``<prefix>-fMRI``, ``<prefix>-Triggers``
-and (optionally) ``<prefix>-Truth``, each with a unique source_id:
+and (optionally) ``<prefix>-Truth``, each with a unique source_id (a recording without
+BOLD has no fMRI and no Triggers outlet: EEG and the optional Truth only):
 
 - EEG: type ``EEG``, float32, one channel per recorded channel (labels, types
   and units in the XML description, as mne-lsl and LabRecorder read them),
@@ -38,7 +39,7 @@ import numpy as np
 
 from core.layouts import VOLUME_TRIGGER, fmri_stream_info, new_identity
 from core.stages import EPOCH_SECONDS
-from recordings.session import Session
+from recordings.recording import Recording
 from simulators.faults import Event, Fault, FaultSchedule
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class SessionPlayer:
 
     Parameters
     ----------
-    session : Session
+    session : Recording
         The run to replay.
     speed : float
         Time compression: 1 = real time, 10 = ten times faster; ``math.inf``
@@ -109,7 +110,7 @@ class SessionPlayer:
 
     def __init__(
         self,
-        session: Session,
+        session: Recording,
         *,
         speed: float = 1.0,
         loop: bool = False,
@@ -126,7 +127,7 @@ class SessionPlayer:
             raise ValueError(f"speed must be > 0 (math.inf for as fast as possible), got {speed}")
         if not 0 <= fmri_lag <= 60:
             raise ValueError(f"fmri_lag must be between 0 and 60 s, got {fmri_lag}")
-        if with_truth and session.scoring is None:
+        if with_truth and session.hypnogram is None:
             raise ValueError(f"{session.label} has no scoring: cannot publish a truth stream")
         self.session = session
         self.speed = float(speed)
@@ -135,7 +136,8 @@ class SessionPlayer:
         self.with_truth = with_truth
         self.prefix = prefix or session.label
         self.wait_for_consumers = float(wait_for_consumers)
-        if not 0 <= fmri_stamp_error < session.tr / 2:
+        self.has_fmri = session.has_fmri
+        if not 0 <= fmri_stamp_error < (session.tr / 2 if self.has_fmri and session.tr else math.inf):
             raise ValueError(f"fmri_stamp_error must be in [0, TR/2), got {fmri_stamp_error}")
         self.fmri_stamp_error = float(fmri_stamp_error)
         if block_seconds is not None and not block_seconds > 0:
@@ -150,7 +152,7 @@ class SessionPlayer:
         # EEG samples per second of replay time (the nominal rate unless the amplifier's clock is off).
         self._eeg_rate = session.sfreq * self.faults.rate_factor
         token = uuid.uuid4().hex[:8]
-        kinds = ["EEG", "fMRI", "Triggers", *(["Truth"] if with_truth else [])]
+        kinds = ["EEG", *(["fMRI", "Triggers"] if self.has_fmri else []), *(["Truth"] if with_truth else [])]
         self.streams = {kind: new_identity(self.prefix, kind, token) for kind in kinds}
         self._outlets: dict[str, pylsl.StreamOutlet] = {}
         self._thread: threading.Thread | None = None
@@ -206,24 +208,23 @@ class SessionPlayer:
         if math.isinf(self.speed):
             buffered = int(session.duration) + 60
         self._buffered = buffered
-        fmri = fmri_stream_info(
-            self.streams["fMRI"],
-            session.parcellation.names,
-            session.tr,
-            {
-                **self._session_description(),
-                "regions": session.parcellation.description,
-                "delivery_lag": f"{self.fmri_lag:g}",
-                # Stamps are the volumes' acquisition times: no export latency in them.
-                "stamp_latency": "0",
-            },
-        )
-        triggers = self._marker_info("Triggers", markers=f"{VOLUME_TRIGGER} = fMRI volume acquisition")
-        outlets = {
-            "EEG": self._eeg_outlet(),
-            "fMRI": pylsl.StreamOutlet(fmri, max_buffered=buffered),
-            "Triggers": pylsl.StreamOutlet(triggers, max_buffered=buffered),
-        }
+        outlets = {"EEG": self._eeg_outlet()}
+        if self.has_fmri:
+            fmri = fmri_stream_info(
+                self.streams["fMRI"],
+                session.region_names,
+                float(session.tr or 0.0),
+                {
+                    **self._session_description(),
+                    "regions": self._regions_description(),
+                    "delivery_lag": f"{self.fmri_lag:g}",
+                    # Stamps are the volumes' acquisition times: no export latency in them.
+                    "stamp_latency": "0",
+                },
+            )
+            triggers = self._marker_info("Triggers", markers=f"{VOLUME_TRIGGER} = fMRI volume acquisition")
+            outlets["fMRI"] = pylsl.StreamOutlet(fmri, max_buffered=buffered)
+            outlets["Triggers"] = pylsl.StreamOutlet(triggers, max_buffered=buffered)
         if self.with_truth:
             truth = self._marker_info(
                 "Truth", markers="scored stage at each 30 s epoch start", epoch_seconds=f"{EPOCH_SECONDS:g}"
@@ -247,8 +248,17 @@ class SessionPlayer:
         eeg.set_channel_labels(session.ch_names)
         eeg.set_channel_types(list(session.ch_types))
         eeg.set_channel_units(list(session.channel_units))
-        self._describe(eeg, reference="FCz", manufacturer="Brain Products (replay)")
+        if session.source_format == "ds003768":
+            self._describe(eeg, reference="FCz", manufacturer="Brain Products (replay)")
+        else:
+            self._describe(eeg, manufacturer=f"{session.source_format} recording (replay)")
         return pylsl.StreamOutlet(eeg, max_buffered=self._buffered)
+
+    def _regions_description(self) -> str:
+        parcellation = self.session.parcellation
+        if parcellation is not None:
+            return parcellation.description
+        return f"{len(self.session.region_names)} regions from {self.session.source_format}"
 
     def _marker_info(self, kind: str, **extra: str) -> pylsl.StreamInfo:
         """StreamInfo of a one-channel irregular string marker stream."""
@@ -393,12 +403,12 @@ class SessionPlayer:
         session = self.session
         events: list[Event] = []
         errors = np.random.default_rng(volume_offset).normal(0.0, self.fmri_stamp_error, session.n_volumes)
-        for index, acquired in enumerate(session.volume_times):
+        for index, acquired in enumerate(session.volume_times if self.has_fmri else ()):
             events.append((acquired, acquired, "Triggers", VOLUME_TRIGGER))
             sample = np.concatenate([[volume_offset + index], session.roi_means[index]]).astype(np.float32)
             events.append((acquired + self.fmri_lag, acquired + errors[index], "fMRI", sample))
-        if self.with_truth and session.scoring is not None:  # a replay with truth has a scoring
-            for onset, stage in zip(session.stage_onsets, session.scoring.stages, strict=True):
+        if self.with_truth:  # a replay with truth has a hypnogram
+            for onset, stage in zip(session.stage_onsets, session.stages, strict=True):
                 events.append((onset, onset, "Truth", stage))
         events.sort(key=lambda event: event[0])
         return events

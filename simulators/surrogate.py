@@ -24,10 +24,13 @@ from core.stages import EPOCH_SECONDS
 from recordings.bids import RunPaths, normalise_subject, parse_run
 from recordings.montage import CHANNEL_TYPES, CHANNELS, REFERENCE, SAMPLE_INDEX_CHANNEL
 from recordings.scoring import read_scoring
+from simulators.night import synthesis_stages
 from simulators.surrogate_bold import VOXEL_SIZE_MM, synthesize_bold
-from simulators.surrogate_eeg import STAGE_ORDER, synthesize_eeg
+from simulators.surrogate_eeg import subject_traits, synthesize_eeg
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+"""Version of the generated files: part of the cache folder's name, so a new version rebuilds cached
+surrogates. Version 2: five stages, stage signatures YASA's stager recognises, FCz reference."""
 SHIPPED_DATASET = Path(__file__).parent / "data" / "ds003768"
 TR = 2.1
 LEAD_IN_SECONDS = 2.0
@@ -38,19 +41,12 @@ DEMO_RUN = "sleep-2"
 
 
 def stage_index(stages: tuple[str, ...] | list[str]) -> np.ndarray:
-    """Stage names to indices into ``("W", "N1", "N2", "N3")`` for synthesis.
+    """Stage names to indices into ``("W", "N1", "N2", "N3", "R")`` for synthesis.
 
     An unscored epoch is synthesised like the closest scored epoch before it
     (after it at the start of a run); its label stays unscored.
     """
-    index = np.array([STAGE_ORDER.index(s) if s in STAGE_ORDER else -1 for s in stages])
-    if (index < 0).all():
-        return np.zeros(index.size, dtype=int)
-    for i in range(1, index.size):
-        if index[i] < 0:
-            index[i] = index[i - 1]
-    index[index < 0] = index[index >= 0][0]
-    return index
+    return synthesis_stages(stages)
 
 
 def write_surrogate_run(
@@ -104,18 +100,15 @@ def write_surrogate_run(
     scoring = read_scoring(source)[(task, run_number)]
     _copy_scoring(source, paths.scoring)
 
-    rng = np.random.default_rng(
-        np.random.SeedSequence(
-            [seed, GENERATOR_VERSION, int(subject), hash_task(task), run_number, int(sfreq)]
-        )
-    )
+    rng = run_rng(seed, subject, task, run_number, sfreq)
     epochs = stage_index(scoring.stages)
     run_seconds = scoring.n_epochs * EPOCH_SECONDS
     n_volumes = int(np.floor(run_seconds / TR + 1e-9))
     n_times = round((LEAD_IN_SECONDS + run_seconds + TAIL_SECONDS) * sfreq)
     run_time = np.arange(n_times) / sfreq - LEAD_IN_SECONDS
     epoch_of_sample = np.clip((run_time // EPOCH_SECONDS).astype(int), 0, scoring.n_epochs - 1)
-    eeg = synthesize_eeg(epochs[epoch_of_sample], sfreq, rng) * 1e-6  # volts, as pybv expects
+    traits = subject_traits(int(subject) + 1000 * seed)
+    eeg = synthesize_eeg(epochs[epoch_of_sample], sfreq, rng, traits) * 1e-6  # volts, as pybv expects
     trigger_samples = np.rint((LEAD_IN_SECONDS + np.arange(n_volumes) * TR) * sfreq).astype(int)
 
     epoch_of_volume = np.clip(
@@ -185,6 +178,17 @@ def write_surrogate_run(
             os.replace(tmp / name, target)
     _write_dataset_description(root, subject)
     return paths
+
+
+def run_rng(seed: int, subject: str, task: str, run_number: int, sfreq: float) -> np.random.Generator:
+    """The random generator of one run: a function of the seed and the run's identity only.
+
+    The generator's version is deliberately not part of it (it names the cache folder instead), so
+    a format change does not reshuffle every surrogate.
+    """
+    return np.random.default_rng(
+        np.random.SeedSequence([seed, int(subject), hash_task(task), run_number, int(sfreq)])
+    )
 
 
 def hash_task(task: str) -> int:
