@@ -33,6 +33,8 @@ class ProblemCode(StrEnum):
     STREAM_RESTARTED = "stream_restarted"
     # Feature level (features.extractor)
     EEG_RATE_TOO_LOW = "eeg_rate_too_low"
+    EEG_BAND_ABOVE_NYQUIST = "eeg_band_above_nyquist"
+    EEG_SPECTRUM_CLIPPED = "eeg_spectrum_clipped"
     NO_WELCH_SEGMENT = "no_welch_segment"
     COHERENCE_NEEDS_TWO_CHANNELS = "coherence_needs_two_channels"
     FMRI_FEATURES_NEED_VOLUMES = "fmri_features_need_volumes"
@@ -40,6 +42,8 @@ class ProblemCode(StrEnum):
     ALFF_BAND_ABOVE_NYQUIST = "alff_band_above_nyquist"
     ALFF_BAND_EMPTY = "alff_band_empty"
     FEATURE_NOT_FINITE = "feature_not_finite"
+    # Prediction level (pipeline.pipeline)
+    PREDICTED_WITHOUT_FMRI = "predicted_without_fmri"
 
 
 def _names(values: Any) -> str:
@@ -72,8 +76,16 @@ _TEXT: dict[ProblemCode, Callable[[Mapping[str, Any]], str]] = {
     ),
     ProblemCode.STREAM_RESTARTED: lambda p: "stream restarted",
     ProblemCode.EEG_RATE_TOO_LOW: lambda p: (
-        f"EEG at {p['sfreq']:g} Hz cannot give features up to {p['highest']:g} Hz "
-        f"(needs more than {2 * p['highest']:g} Hz)"
+        f"EEG at {p['sfreq']:g} Hz is too slow for any EEG feature "
+        f"(the lowest band, up to {p['highest']:g} Hz, needs more than {2 * p['highest']:g} Hz)"
+    ),
+    ProblemCode.EEG_BAND_ABOVE_NYQUIST: lambda p: (
+        f"{p['band']} band ({p['low']:g}-{p['high']:g} Hz) reaches above the Nyquist frequency "
+        f"{p['sfreq'] / 2:g} Hz of EEG at {p['sfreq']:g} Hz"
+    ),
+    ProblemCode.EEG_SPECTRUM_CLIPPED: lambda p: (
+        f"spectral entropy and coherence over {p['low']:g}-{p['top']:g} Hz only, not up to "
+        f"{p['high']:g} Hz (EEG at {p['sfreq']:g} Hz)"
     ),
     ProblemCode.NO_WELCH_SEGMENT: lambda p: "no whole Welch segment of EEG in the window",
     ProblemCode.COHERENCE_NEEDS_TWO_CHANNELS: lambda p: "coherence needs two usable EEG channels",
@@ -94,6 +106,7 @@ _TEXT: dict[ProblemCode, Callable[[Mapping[str, Any]], str]] = {
     ProblemCode.FEATURE_NOT_FINITE: lambda p: (
         f"{p['modality']} feature {p['feature']} is not finite (degenerate or out-of-range input)"
     ),
+    ProblemCode.PREDICTED_WITHOUT_FMRI: lambda p: f"predicted from the EEG alone: {p['reason']}",
 }
 
 EEG_FEATURES = frozenset({"eeg_power", "eeg_spectral_entropy", "eeg_mean_coherence"})
@@ -102,7 +115,7 @@ ALFF_FEATURES = frozenset({"alff"})
 
 # Which feature groups a problem makes unavailable ("explains" as NaN): "eeg_power" (the five band
 # powers), "eeg_spectral_entropy", "eeg_mean_coherence", "fmri" (the four fMRI features), "alff"
-# (the two ALFF features).
+# (the two ALFF features); a single feature's name (e.g. "eeg_gamma_power") is a group of its own.
 _AFFECTS: dict[ProblemCode, frozenset[str]] = {
     ProblemCode.NO_USABLE_EEG_CHANNEL: EEG_FEATURES,
     ProblemCode.EEG_RATE_TOO_LOW: EEG_FEATURES,
@@ -138,6 +151,8 @@ class Problem:
     @property
     def affects(self) -> frozenset[str]:
         """Feature groups this problem makes unavailable (empty when it only lowers trust)."""
+        if self.code is ProblemCode.EEG_BAND_ABOVE_NYQUIST:
+            return frozenset({f"eeg_{self.params['band']}_power"})
         return _AFFECTS.get(self.code, frozenset())
 
     def as_dict(self) -> dict[str, Any]:

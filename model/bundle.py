@@ -22,13 +22,14 @@ import numpy as np
 
 from features.names import FEATURE_NAMES
 from model.contract import ContractError, summary, unknown_contract, validate_contract
-from model.dataset import Scaler
+from model.dataset import MODEL_INPUTS, Scaler
 
 if TYPE_CHECKING:
     import keras
 
-BUNDLE_FORMAT = 2
-"""Format 2 added the feature contract; format 1 bundles are refused (retrain them)."""
+BUNDLE_FORMAT = 3
+"""Format 3: the model takes an fMRI-present indicator beside the 11 features (modality dropout);
+format 2 added the feature contract. Older bundles are refused (retrain them)."""
 MODEL_FILE = "model.keras"
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_bundle"
 """The shipped bundle, trained on surrogate sessions (see its README)."""
@@ -83,7 +84,10 @@ class ModelBundle:
         }
 
     def predict_sequences(self, sequences: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Class probabilities of unscaled sequences of shape (n, K, 11) (batched path)."""
+        """Class probabilities of unscaled sequences of shape (n, K, 11) (batched path).
+
+        A window whose fMRI features are not all finite is predicted without fMRI.
+        """
         scaled = self.scaler.transform(sequences)
         return np.asarray(self.model.predict(scaled, batch_size=batch_size, verbose=0))
 
@@ -120,11 +124,17 @@ def check_format(meta: dict[str, Any], meta_path: Path) -> None:
     Raises
     ------
     BundleError
-        For a format-1 bundle (no feature contract: retrain it) or any other format.
+        For a format-1 or format-2 bundle (no feature contract, no fMRI-present input: retrain
+        it) or any other format.
     """
     found = meta.get("format")
     if found == BUNDLE_FORMAT:
         return
+    if found == 2:
+        raise BundleError(
+            f"{meta_path}: bundle format 2 predates predictions without fMRI (its model has no "
+            f"fMRI-present input, format {BUNDLE_FORMAT}): retrain it with 'run_stream.py train'"
+        )
     if found == 1:
         raise BundleError(
             f"{meta_path}: bundle format 1 does not record how its features were computed (feature "
@@ -198,11 +208,11 @@ def load_bundle(
         keras_model = keras.saving.load_model(model_path, compile=False)
     except Exception as err:  # Keras raises several types for damaged archives
         raise BundleError(f"{model_path}: cannot be loaded as a Keras model ({err})") from None
-    expected_shape = (None, meta["context"], len(feature_names))
+    expected_shape = (None, meta["context"], MODEL_INPUTS)
     if tuple(keras_model.input_shape) != expected_shape:
         raise BundleError(
             f"{model_path}: model input shape {keras_model.input_shape} does not match context "
-            f"{meta['context']} x {len(feature_names)} features"
+            f"{meta['context']} x ({len(feature_names)} features and the fMRI-present indicator)"
         )
     if keras_model.output_shape[-1] != len(meta["label_names"]):
         raise BundleError(

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.names import FEATURE_NAMES
+from features.names import EEG_FEATURES, FEATURE_NAMES, FMRI_FEATURES
 
 # The origin app's column names, mapped to ours.
 ORIGIN_COLUMNS = {
@@ -62,6 +62,30 @@ def read_feature_table(path: str | Path) -> pd.DataFrame:
     return table.sort_values(["subject", "task", "run", "window"], kind="stable").reset_index(drop=True)
 
 
+FMRI_COLUMNS = slice(len(EEG_FEATURES), len(EEG_FEATURES) + len(FMRI_FEATURES))
+"""Where the fMRI features sit among the 11."""
+MODEL_INPUTS = len(FEATURE_NAMES) + 1
+"""Width of the model's input per window: the 11 scaled features and the fMRI-present indicator."""
+FMRI_DROPOUT = 0.3
+"""Modality dropout of the fusion model by default: the share of training sequences whose fMRI is
+masked (all of it, or from or up to a random window; :class:`model.architecture.ModalityDropout`)."""
+
+
+def fmri_present(features: np.ndarray) -> np.ndarray:
+    """Whether each window's fMRI features are all finite (the model may use them).
+
+    Parameters
+    ----------
+    features : np.ndarray, shape (..., 11)
+        Unscaled features; NaN or infinite fMRI features mean no usable fMRI.
+
+    Returns
+    -------
+    present : np.ndarray of bool, shape (...)
+    """
+    return np.asarray(np.isfinite(np.asarray(features, dtype=np.float64)[..., FMRI_COLUMNS]).all(axis=-1))
+
+
 # Largest standard score given to the model: far beyond any real feature, small enough that the
 # network's single-precision arithmetic cannot overflow (tested up to 1e308 on both backends).
 MAX_STANDARD_SCORE = 1e4
@@ -76,13 +100,22 @@ class Scaler:
 
     @classmethod
     def fit(cls, features: np.ndarray) -> Scaler:
-        """Fit on rows of finite features."""
-        mean = np.nanmean(features, axis=0)
-        scale = np.nanstd(features, axis=0)
+        """Fit on the finite values of each feature (a feature never finite: mean 0, scale 1)."""
+        features = np.asarray(features, dtype=np.float64)
+        finite = np.isfinite(features)
+        count = finite.sum(axis=0)
+        values = np.where(finite, features, 0.0)
+        mean = values.sum(axis=0) / np.maximum(count, 1)
+        scale = np.sqrt(np.where(finite, (values - mean) ** 2, 0.0).sum(axis=0) / np.maximum(count, 1))
         return cls(mean=mean, scale=np.where(scale > 0, scale, 1.0))
 
     def transform(self, features: np.ndarray) -> np.ndarray:
-        """Standardise; non-finite values become 0 (the training mean).
+        """The model's input: the standardised features and the fMRI-present indicator.
+
+        Shape ``(..., 11)`` in, ``(..., 12)`` out: the 11 standard scores, then 1 where the window's
+        four fMRI features are all finite and 0 where they are not (:func:`fmri_present`; the
+        model then leaves its fMRI branch out, :mod:`model.architecture`). Non-finite values
+        become 0 (the training mean).
 
         Standard scores are clipped to ``±MAX_STANDARD_SCORE``: a huge finite feature (1e300, an
         overflowing computation upstream) would otherwise become infinite in single precision, or
@@ -93,7 +126,9 @@ class Scaler:
         features = np.asarray(features, dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):
             scaled = np.clip((features - self.mean) / self.scale, -MAX_STANDARD_SCORE, MAX_STANDARD_SCORE)
-        return np.where(np.isfinite(features), scaled, 0.0).astype(np.float32)
+        scaled = np.where(np.isfinite(features), scaled, 0.0)
+        present = fmri_present(features)[..., np.newaxis]
+        return np.concatenate([scaled, present], axis=-1).astype(np.float32)
 
     def to_dict(self) -> dict[str, list[float]]:
         """JSON-ready form."""
@@ -146,9 +181,27 @@ def feature_matrix(table: pd.DataFrame) -> np.ndarray:
     return table[list(FEATURE_NAMES)].to_numpy(dtype=np.float64)
 
 
+# Window problems that make a window's EEG untrustworthy (core.problems codes).
+_EEG_PROBLEMS = ("eeg_coverage_low", "no_usable_eeg_channel")
+
+
 def trainable_rows(table: pd.DataFrame, labels: np.ndarray) -> np.ndarray:
-    """Rows with a label, finite features and (when known) a usable window."""
-    ok = (labels >= 0) & np.isfinite(feature_matrix(table)).all(axis=1)
+    """Rows with a label, finite EEG features and (when known) a usable window.
+
+    A row whose fMRI features are missing (no BOLD, too few volumes) is kept: the model learns
+    to predict without fMRI from it. Such a window is unusable only for want of fMRI, unless its
+    ``problem_codes`` name an EEG problem (low coverage, no usable EEG channel).
+    """
+    features = feature_matrix(table)
+    ok = (labels >= 0) & np.isfinite(features[:, : len(EEG_FEATURES)]).all(axis=1)
     if "usable" in table:
-        ok &= table["usable"].astype(bool).to_numpy()
+        usable = table["usable"].astype(bool).to_numpy()
+        without_fmri = ~fmri_present(features)
+        if "problem_codes" in table:
+            codes = table["problem_codes"].fillna("").astype(str)
+            eeg_problem = np.zeros(len(table), dtype=bool)
+            for code in _EEG_PROBLEMS:
+                eeg_problem |= codes.str.contains(code, regex=False).to_numpy()
+            without_fmri &= ~eeg_problem
+        ok &= usable | without_fmri
     return ok

@@ -214,3 +214,137 @@ def _level(y: np.ndarray, proba: np.ndarray, subjects: np.ndarray, label_names: 
         "per_subject": per_subject,
         "subject_spread": spread,
     }
+
+
+YASA_COLUMN = "yasa_stage"
+"""Feature-table column with YASA's stage (W, N1, N2, N3, R) of each window's scored epoch; empty where
+YASA did not stage it (``pipeline.yasa_baseline`` fills it)."""
+
+YASA_RULE = (
+    "YASA's pretrained stager (yasa.SleepStaging) on the same scored 30-s epochs, from a central EEG "
+    "derivation against a mastoid-like channel when there is one, plus an EOG; its stage mapped to the "
+    "scheme's classes (wake-sleep: W versus the rest); a stage outside the scheme counts as an error; "
+    "epochs YASA could not stage are left out of its row and counted; ROC AUC n/a (a hard stage)"
+)
+_OTHER = "other stage"
+
+
+def _yasa_class(stage: object, label_names: tuple[str, ...]) -> int | None:
+    """Class index of a YASA stage under a scheme; ``len(label_names)`` when outside it; None unstaged."""
+    from core.stages import SLEEP_STAGES, canonical_stage
+
+    if not isinstance(stage, str) or canonical_stage(stage) not in SLEEP_STAGES:
+        return None
+    stage = canonical_stage(stage)
+    if tuple(label_names) == ("wake", "sleep"):
+        return 0 if stage == "W" else 1
+    canonical = [canonical_stage(name) for name in label_names]
+    return canonical.index(stage) if stage in canonical else len(label_names)
+
+
+def yasa_applicable(label_names: tuple[str, ...]) -> str | None:
+    """None when YASA's stages map onto a scheme's classes, else why not."""
+    from core.stages import SLEEP_STAGES, canonical_stage
+
+    if tuple(label_names) == ("wake", "sleep") or all(
+        canonical_stage(n) in SLEEP_STAGES for n in label_names
+    ):
+        return None
+    return f"YASA stages sleep; the classes {', '.join(label_names)} are not sleep stages: not applicable"
+
+
+def assess_yasa(
+    yasa_stages: np.ndarray | None,
+    y: np.ndarray,
+    subjects: np.ndarray,
+    epoch_ids: np.ndarray,
+    label_names: tuple[str, ...],
+) -> dict:
+    """YASA's figures per scored epoch, on the epochs of these windows, beside the models' figures.
+
+    Parameters
+    ----------
+    yasa_stages : np.ndarray | None
+        The :data:`YASA_COLUMN` of the windows (None: the table has no such column).
+    y, subjects, epoch_ids : np.ndarray
+        Labels, subjects and epoch ids (-1: none) of the same windows.
+    label_names : tuple of str
+        The scheme's class names.
+
+    Returns
+    -------
+    figures : dict
+        ``{"epoch": ...}``: :func:`classification_metrics` of YASA's epochs (ROC AUC NaN), plus
+        ``per_subject``, ``subject_spread``, ``staged_epochs`` and ``unstaged_epochs``; or
+        ``{"note": ...}`` saying why there are none.
+    """
+    why = yasa_applicable(label_names)
+    if why is not None:
+        return {"note": why}
+    if yasa_stages is None:
+        return {"note": f"the table has no '{YASA_COLUMN}' column (extracted without YASA): no YASA figures"}
+    n_classes = len(label_names)
+    predicted = np.array([_yasa_class(s, label_names) for s in yasa_stages], dtype=object)
+    unstaged = np.array([p is None for p in predicted])
+    codes = np.where(unstaged, n_classes + 1, predicted).astype(int)  # n_classes: other; +1: unstaged
+    one_hot = np.eye(n_classes + 2)[codes]
+    epochs = aggregate_to_epochs(epoch_ids, y, one_hot, subjects)
+    if epochs.ids.size == 0:
+        return {"note": "no window of the table has a scored epoch: no YASA figures"}
+    epoch_pred = epochs.proba.argmax(axis=1)
+    staged = epoch_pred <= n_classes
+    if not staged.any():
+        return {
+            "note": f"YASA staged none of the {epochs.ids.size} epochs",
+            "unstaged_epochs": int(epochs.ids.size),
+        }
+    names = tuple(label_names) + ((_OTHER,) if (epoch_pred[staged] == n_classes).any() else ())
+    proba = np.eye(len(names))[epoch_pred[staged]]
+    y_epochs, subject_epochs = epochs.y[staged], epochs.subjects[staged]
+    figures = classification_metrics(y_epochs, proba, names)
+    figures["roc_auc"] = float("nan")
+    per_subject, spread = per_subject_metrics(y_epochs, proba, subject_epochs, names)
+    for values in per_subject.values():
+        values["roc_auc"] = float("nan")
+    spread["roc_auc"] = _spread(np.array([], dtype=float))
+    figures.update(
+        per_subject=per_subject,
+        subject_spread=spread,
+        staged_epochs=int(staged.sum()),
+        unstaged_epochs=int((~staged).sum()),
+    )
+    return {"epoch": figures}
+
+
+def yasa_cross_validation(
+    yasa_stages: np.ndarray | None,
+    y: np.ndarray,
+    subjects: np.ndarray,
+    epoch_ids: np.ndarray,
+    label_names: tuple[str, ...],
+    test_folds: list[np.ndarray],
+) -> dict:
+    """YASA's row of a cross-validation: :func:`assess_yasa` of all rows, with ``over_folds``.
+
+    YASA is pretrained, so no fold trains it; its figures per fold are those of each fold's test
+    rows (``test_folds``, boolean masks), summarised like the models' (:func:`summarise_folds`).
+    """
+    pooled = assess_yasa(yasa_stages, y, subjects, epoch_ids, label_names)
+    if "epoch" not in pooled or yasa_stages is None:
+        return pooled
+    folds = []
+    for test in test_folds:
+        fold = assess_yasa(yasa_stages[test], y[test], subjects[test], epoch_ids[test], label_names)
+        if "epoch" in fold:
+            folds.append(fold["epoch"])
+    summary = {}
+    for key in SUMMARY_KEYS:  # as summarise_folds, without its warnings for YASA's ROC AUC (always NaN)
+        values = np.array([fold[key] for fold in folds or [pooled["epoch"]]], dtype=float)
+        values = values[np.isfinite(values)]
+        summary[key] = (
+            {"mean": float(values.mean()), "sd": float(values.std())}
+            if values.size
+            else {"mean": float("nan"), "sd": float("nan")}
+        )
+    pooled["epoch"]["over_folds"] = summary
+    return pooled

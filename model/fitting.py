@@ -122,7 +122,10 @@ def fit_network(
     epochs = config.epochs if epochs is None else epochs
     counts = np.bincount(y_train, minlength=n_classes)
     weights = {k: (y_train.size / (n_classes * counts[k]) if counts[k] else 0.0) for k in range(n_classes)}
-    network = build_fusion_model(int(x_train.shape[1]), n_classes, branches=branches)
+    network = build_fusion_model(
+        int(x_train.shape[1]), n_classes, branches=branches,
+        fmri_dropout=config.fmri_dropout if branches == "both" else 0.0, seed=config.seed,
+    )  # fmt: skip
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
     ]

@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from features.names import FEATURE_NAMES
-from model.dataset import Scaler
+from model.dataset import FMRI_COLUMNS, MODEL_INPUTS, Scaler
 
 if TYPE_CHECKING:
     import keras
 
     from model.bundle import ModelBundle
 
-# The model as one call: a (1, K, 11) batch of scaled features to the probabilities of the last window.
+# The model as one call: a (1, K, 12) batch (scaled features and fMRI-present indicator) to the
+# probabilities of the last window.
 ModelCall = Callable[[np.ndarray], np.ndarray]
 
 BACKENDS = ("tf-function", "litert")  # how a Predictor can run the model
@@ -46,7 +47,7 @@ def export_litert(bundle: ModelBundle, path: str | Path | None = None) -> Path:
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     model = bundle.model
-    spec = tf.TensorSpec((1, bundle.context, len(bundle.feature_names)), tf.float32)
+    spec = tf.TensorSpec((1, bundle.context, MODEL_INPUTS), tf.float32)
     concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
     frozen = convert_variables_to_constants_v2(concrete)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
@@ -112,11 +113,22 @@ class Predictor:
         """Forget the context (a new session, or a restarted stream)."""
         self._history.clear()
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
+    def predict(self, features: np.ndarray, fmri_present: bool | None = None) -> np.ndarray:
         """Probabilities for the window whose 11 features are given (NaN allowed: scaled to 0).
 
         Any values give finite probabilities summing to 1: NaN and infinities count as missing (the
         training mean), huge finite values are clipped (:meth:`model.dataset.Scaler.transform`).
+        A window whose four fMRI features are not all finite, or for which ``fmri_present`` is
+        False, is predicted without fMRI (the model's fMRI-present indicator is 0 for it; the
+        windows of its context keep theirs).
+
+        Parameters
+        ----------
+        features : np.ndarray, shape (11,)
+            The window's features, unscaled.
+        fmri_present : bool | None
+            False: leave this window's fMRI features out (e.g. stale fMRI); None or True: use
+            them when they are all finite.
 
         Returns
         -------
@@ -136,6 +148,9 @@ class Predictor:
                 f"expected the {len(FEATURE_NAMES)} features {', '.join(FEATURE_NAMES)}; "
                 f"got an array of shape {vector.shape}"
             )
+        if fmri_present is False:
+            vector = vector.copy()
+            vector[FMRI_COLUMNS] = np.nan
         self._history.append(vector)
         history = list(self._history)
         history = [history[0]] * (self.context - len(history)) + history
@@ -147,8 +162,8 @@ class Predictor:
 
         tf = import_tensorflow()
 
-        spec = tf.TensorSpec((1, self.context, len(FEATURE_NAMES)), tf.float32)
-        probe = np.zeros((1, self.context, len(FEATURE_NAMES)), np.float32)
+        spec = tf.TensorSpec((1, self.context, MODEL_INPUTS), tf.float32)
+        probe = np.zeros((1, self.context, MODEL_INPUTS), np.float32)
         expected = np.asarray(keras_model(probe, training=False))
         for jit in (True, False):
             try:

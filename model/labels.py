@@ -7,8 +7,11 @@ import pandas as pd
 
 from core.stages import SLEEP_STAGES
 
-TRAINED_STAGES: tuple[str, ...] = tuple(stage for stage in SLEEP_STAGES if stage != "R")
-"""The stages a model learns: W, N1, N2, N3 (ds003768 has no REM)."""
+TRAINED_STAGES: tuple[str, ...] = tuple(SLEEP_STAGES)
+"""The stages a model learns: W, N1, N2, N3 and R (REM), always all five.
+
+A stage absent from the training table (ds003768 has no REM) keeps its output: it gets no
+class weight and is then rarely predicted; the bundle's ``training.class_counts`` show it with 0."""
 
 SCHEMES: dict[str, tuple[str, ...]] = {
     "wake-sleep": ("wake", "sleep"),
@@ -30,8 +33,8 @@ def label_names(scheme: str) -> tuple[str, ...]:
 def make_labels(table: pd.DataFrame, scheme: str) -> np.ndarray:
     """Class index of every row, -1 where the row has no label under ``scheme``.
 
-    ``wake-sleep``: W versus N1/N2/N3 of the expert scoring; ``stages``: W, N1,
-    N2, N3 (no REM exists in ds003768, and N3 is rare); ``task``: the run's task
+    ``wake-sleep``: W versus N1/N2/N3/R of the expert scoring; ``stages``: W, N1,
+    N2, N3 and R (ds003768 has no REM, and N3 is rare there); ``task``: the run's task
     (rest versus sleep run), the origin app's scheme, kept for comparison.
     Unscored epochs and windows outside the scoring get -1 (excluded).
     """

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from model.evaluation import LEVELS
+from model.evaluation import LEVELS, YASA_RULE
 
 _LEVEL_TITLES = {"epoch": "Per scored 30-s epoch", "window": "Per window"}
 
@@ -79,7 +79,9 @@ def _model_table(models: dict, level: str, over_folds: bool) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for name, levels in models.items():
-        m = levels[level]["over_folds"] if over_folds else levels[level]
+        if level not in levels:  # YASA: per epoch only, or not applicable
+            continue
+        m = levels[level].get("over_folds", levels[level]) if over_folds else levels[level]
         lines.append(
             f"| {name} | {_fmt(m['accuracy'])} | {_fmt(m['balanced_accuracy'])} | {_fmt(m['cohen_kappa'])} | "
             f"{_fmt(m['roc_auc'])} | {_spread(levels[level]['subject_spread']['balanced_accuracy'])} |"
@@ -89,7 +91,7 @@ def _model_table(models: dict, level: str, over_folds: bool) -> list[str]:
 
 def _subject_table(models: dict, level: str) -> list[str]:
     unit = "epochs" if level == "epoch" else "windows"
-    names = list(models)
+    names = [name for name in models if level in models[name]]
     subjects = list(models[names[0]][level]["per_subject"])
     lines = [
         f"Per subject ({unit}; balanced accuracy / Cohen's kappa, n/a where a subject has one class only):",
@@ -99,10 +101,13 @@ def _subject_table(models: dict, level: str) -> list[str]:
     ]
     for subject in subjects:
         cells = []
-        for name in names:
-            m = models[name][level]["per_subject"][subject]
-            cells.append(f"{_fmt(m['balanced_accuracy'])} / {_fmt(m['cohen_kappa'])}")
         n = models[names[0]][level]["per_subject"][subject]["n"]
+        for name in names:
+            m = models[name][level]["per_subject"].get(subject)
+            fewer = "" if m is None or m["n"] == n else f" ({m['n']} {unit})"  # YASA: staged epochs only
+            cells.append(
+                "n/a" if m is None else f"{_fmt(m['balanced_accuracy'])} / {_fmt(m['cohen_kappa'])}{fewer}"
+            )
         lines.append(f"| {subject} | {n} | " + " | ".join(cells) + " |")
     return lines
 
@@ -155,7 +160,7 @@ def _test_lines(report: dict) -> list[str]:
     for level in levels:
         unit = models["fusion"][level]["n"]
         lines += [f"### {_LEVEL_TITLES[level]} ({unit})", "", *_model_table(models, level, False), ""]
-    lines += [*_subject_table(models, levels[0]), ""]
+    lines += [*_subject_table(models, levels[0]), "", *_yasa_lines(models, confusion=True)]
     fusion = models["fusion"][levels[0]]
     lines += [
         f"Per class (fusion model, {_LEVEL_TITLES[levels[0]].lower()}):",
@@ -186,7 +191,28 @@ def _cross_validation_lines(cv: dict) -> list[str]:
     for level in levels:
         lines += [f"### {_LEVEL_TITLES[level]}", "", *_model_table(models, level, True), ""]
     lines += ["Out-of-fold predictions: every subject tested once, by a model that never saw it.", ""]
-    lines += [*_subject_table(models, levels[0]), ""]
+    lines += [*_subject_table(models, levels[0]), "", *_yasa_lines(models, confusion=False)]
+    return lines
+
+
+def _yasa_lines(models: dict, confusion: bool) -> list[str]:
+    """How YASA's row was made, the epochs it could not stage, and its confusion matrix when asked."""
+    yasa = models.get("yasa")
+    if yasa is None:
+        return []
+    if "epoch" not in yasa:
+        return [f"YASA: {yasa['note']}.", ""]
+    figures = yasa["epoch"]
+    lines = [
+        f"YASA: {YASA_RULE}. {figures['staged_epochs']} epochs staged, {figures['unstaged_epochs']} "
+        "not staged (left out of YASA's row).",
+        "",
+    ]
+    if confusion:
+        shown = list(figures["per_class"])
+        lines += [f"YASA's confusion matrix (epochs; rows true, columns predicted; {', '.join(shown)}):", ""]
+        lines += [f"    {row}" for row in figures["confusion_matrix"]]
+        lines.append("")
     return lines
 
 

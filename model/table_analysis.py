@@ -23,6 +23,7 @@ from features.names import FEATURE_NAMES
 from model.bundle import ModelBundle
 from model.dataset import context_sequences
 from model.evaluation import balanced_accuracy
+from model.labels import label_names as scheme_names
 from model.labels import make_labels
 
 Metadata = Mapping[str, Sequence[str]]
@@ -124,8 +125,8 @@ def stage_mapping(scheme: str, label_names: tuple[str, ...]) -> dict[str, str | 
     """The bundle's class each scored stage counts as (None: the stage has no class in the scheme).
 
     The mapping of :func:`model.labels.make_labels`: for ``wake-sleep`` W is wake and N1, N2, N3 are
-    sleep; for ``stages`` each stage is its own class; R (no REM in the training data) and, for the
-    ``task`` scheme (labelled by the task column), every stage map to None.
+    sleep (R too); for ``stages`` each stage is its own class (a stage the bundle has no class for maps
+    to None); for the ``task`` scheme (labelled by the task column) every stage maps to None.
 
     Parameters
     ----------
@@ -140,7 +141,12 @@ def stage_mapping(scheme: str, label_names: tuple[str, ...]) -> dict[str, str | 
     if scheme == "task":
         return dict.fromkeys(SLEEP_STAGES)
     classes = make_labels(pd.DataFrame({"stage": list(SLEEP_STAGES)}), scheme)
-    return {stage: label_names[c] if c >= 0 else None for stage, c in zip(SLEEP_STAGES, classes, strict=True)}
+    names = scheme_names(scheme)
+    # A class the bundle lacks (R of a four-stage bundle of an older format) maps to None.
+    return {
+        stage: names[c] if c >= 0 and names[c] in label_names else None
+        for stage, c in zip(SLEEP_STAGES, classes, strict=True)
+    }
 
 
 def scored_stages(

@@ -17,14 +17,17 @@ from core.stages import EPOCH_SECONDS
 from model.bundle import ModelBundle
 from model.context_choice import ContextChoice, choose_context
 from model.contract import unknown_contract
-from model.dataset import Scaler
+from model.dataset import FMRI_DROPOUT, Scaler
 from model.epochs import aggregate_to_epochs
 from model.evaluation import (
     SUMMARY_KEYS,
+    YASA_COLUMN,
     assess,
+    assess_yasa,
     logistic_baseline,
     majority_baseline,
     summarise_folds,
+    yasa_cross_validation,
 )
 from model.fitting import Prepared, fit_network, prepare, split_validation
 from model.labels import label_names
@@ -66,6 +69,9 @@ class TrainConfig:
         Optimisation budget; early stopping on the validation loss.
     seed : int
         Seeds NumPy, Python and TensorFlow, and the subject shuffles.
+    fmri_dropout : float
+        Modality dropout of the fusion model: the share of training sequences whose fMRI is masked
+        (:class:`model.architecture.ModalityDropout`), so that the model also predicts without fMRI.
     """
 
     labels: str = "wake-sleep"
@@ -78,6 +84,7 @@ class TrainConfig:
     batch_size: int = 128
     patience: int = 8
     seed: int = 0
+    fmri_dropout: float = FMRI_DROPOUT
 
     def __post_init__(self) -> None:
         try:
@@ -98,6 +105,7 @@ class TrainConfig:
             "epochs": (self.epochs >= 1, ">= 1"),
             "batch_size": (self.batch_size >= 1, ">= 1"),
             "patience": (self.patience >= 0, ">= 0"),
+            "fmri_dropout": (0 <= self.fmri_dropout < 1, "in [0, 1)"),
         }  # fmt: skip
         for name, (ok, allowed) in checks.items():
             if not ok:
@@ -197,6 +205,9 @@ def cross_validate(data: Prepared, config: TrainConfig, progress: bool = True) -
             level: {**figures, "over_folds": summarise_folds([fold[level] for fold in per_fold[name]])}
             for level, figures in pooled.items()
         }
+    models["yasa"] = yasa_cross_validation(
+        _yasa_stages(data), data.y, data.subjects, data.epochs, data.names, [test for _, test in folds]
+    )
     return {
         "folds": config.folds,
         "fold_subjects": fold_subjects,
@@ -305,10 +316,21 @@ def _hypnogram(data: Prepared, test: np.ndarray, proba: np.ndarray) -> dict | No
     }
 
 
+def _yasa_stages(data: Prepared) -> np.ndarray | None:
+    """YASA's stage of each trainable row's epoch, when the table was extracted with YASA."""
+    return data.table[YASA_COLUMN].to_numpy() if YASA_COLUMN in data.table else None
+
+
 def _test_section(data: Prepared, test: np.ndarray, probabilities: dict[str, np.ndarray]) -> dict:
+    stages = _yasa_stages(data)
+    models = {name: _assess(data, test, proba) for name, proba in probabilities.items()}
+    models["yasa"] = assess_yasa(
+        None if stages is None else stages[test], data.y[test], data.subjects[test], data.epochs[test],
+        data.names,
+    )  # fmt: skip
     return {
         "subjects": sorted(str(s) for s in set(data.subjects[test])),
-        "models": {name: _assess(data, test, proba) for name, proba in probabilities.items()},
+        "models": models,
         "roc": _roc_curves(
             data, test, {k: probabilities[k] for k in ("fusion", "logistic_regression") if k in probabilities}
         ),

@@ -163,5 +163,8 @@ def model_warnings(bundle: ModelBundle, acquisition: Acquisition) -> list[str]:
     warnings = [SYNTHETIC_WARNING] if is_synthetic(bundle.contract) else []
     windower = acquisition.windower
     if windower is not None:
-        warnings += range_warnings(bundle.contract, sfreq=windower.sfreq, tr=windower.tr)
+        tr = windower.tr if windower.use_fmri else None  # an EEG-only session has no TR
+        warnings += range_warnings(bundle.contract, sfreq=windower.sfreq, tr=tr)
+    if acquisition.config.fmri is None:
+        warnings.append("EEG-only session (no fMRI stream): every window is predicted from the EEG alone")
     return warnings

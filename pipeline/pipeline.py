@@ -13,14 +13,50 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from core.windows import Window
+import numpy as np
+
+from core.problems import ProblemCode, problem
+from core.windows import MIN_FMRI_VOLUMES, Window
 from features.extractor import FeatureExtractor
+from features.names import EEG_FEATURES, FMRI_FEATURES
 from model.inference import Predictor
 from pipeline.prediction import Prediction
 from stream.acquisition import Acquisition
 
 logger = logging.getLogger(__name__)
 HISTORY = 2000  # predictions kept for /api/history (about 70 minutes at 2.1 s)
+STALE_TRS = 2.0
+"""A window whose newest fMRI volume is more than this many TRs before its end is predicted without
+fMRI: the export has stalled, and its features describe the past."""
+_FMRI = slice(len(EEG_FEATURES), len(EEG_FEATURES) + len(FMRI_FEATURES))
+
+
+def without_fmri_reason(window: Window, values: np.ndarray) -> str | None:
+    """Why the model must leave this window's fMRI out, or None when it may use it.
+
+    Parameters
+    ----------
+    window : Window
+        The window (its fMRI volumes, staleness and TR).
+    values : np.ndarray, shape (11,)
+        Its features.
+
+    Returns
+    -------
+    reason : str | None
+        In plain English: no fMRI stream, too few volumes, stale volumes or non-finite features.
+    """
+    quality = window.quality
+    if not window.region_names:
+        return "no fMRI stream in this session"
+    if quality.fmri_volumes < MIN_FMRI_VOLUMES:
+        return f"{quality.fmri_volumes} fMRI volume(s) in the window, fewer than {MIN_FMRI_VOLUMES}"
+    staleness = quality.fmri_staleness
+    if staleness is not None and staleness > STALE_TRS * window.tr:
+        return f"the newest fMRI volume is {staleness:.1f} s old (more than {STALE_TRS:g} TR)"
+    if not np.isfinite(values[_FMRI]).all():
+        return "the fMRI features are not finite"
+    return None
 
 
 class Pipeline:
@@ -69,11 +105,18 @@ class Pipeline:
         if window.quality.restarted:
             self.predictor.reset()
         features = self.extractor.compute(window)
-        probabilities = self.predictor.predict(features.values)
+        reason = without_fmri_reason(window, features.values)
+        probabilities = self.predictor.predict(features.values, fmri_present=reason is None)
         quality = window.quality.as_dict()
         quality["feature_problems"] = [p.text for p in features.problems]
         quality["feature_problem_codes"] = [p.as_dict() for p in features.problems]
-        quality["usable"] = bool(quality["usable"] and features.complete)
+        # The features the model used must be finite: the fMRI ones only when it used them.
+        used = features.values if reason is None else features.values[: len(EEG_FEATURES)]
+        quality["usable"] = bool(quality["usable"] and np.isfinite(used).all())
+        if reason is not None:
+            flag = problem(ProblemCode.PREDICTED_WITHOUT_FMRI, reason=reason)
+            quality["problems"].append(flag.text)
+            quality["problem_codes"].append(flag.as_dict())
         return Prediction.from_probabilities(
             window,
             probabilities,
@@ -81,6 +124,7 @@ class Pipeline:
             features.as_dict(),
             quality,
             latency_ms=(time.perf_counter() - started) * 1e3,
+            fmri_used=reason is None,
         )
 
     async def run(self) -> None:

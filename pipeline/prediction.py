@@ -41,6 +41,10 @@ class Prediction:
         Scored stage when replaying with truth.
     latency_ms : float
         Processing time from the window being cut to the prediction.
+    fmri_used : bool
+        Whether the model used the window's fMRI features; False: predicted from the EEG alone
+        (no fMRI stream, too few volumes, stale volumes or non-finite fMRI features; the quality
+        record then holds a ``predicted_without_fmri`` problem saying why).
     """
 
     window: int
@@ -52,6 +56,7 @@ class Prediction:
     quality: dict[str, Any]
     stage: str | None = None
     latency_ms: float = 0.0
+    fmri_used: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -63,8 +68,9 @@ class Prediction:
         features: dict[str, float],
         quality: dict[str, Any],
         latency_ms: float,
+        fmri_used: bool = True,
     ) -> Prediction:
-        """Build from a window, the model's output and the features."""
+        """Build from a window, the model's output and the features (``fmri_used``: see the class)."""
         return cls(
             window=window.index,
             stream_time=float(window.end),
@@ -75,6 +81,7 @@ class Prediction:
             quality=quality,
             stage=window.stage,
             latency_ms=latency_ms,
+            fmri_used=fmri_used,
         )
 
     def to_message(self) -> dict[str, Any]:
@@ -93,6 +100,7 @@ class Prediction:
             "quality": self.quality,
             "stage": self.stage,
             "latency_ms": round(self.latency_ms, 3),
+            "fmri_used": self.fmri_used,
         }
 
     @cached_property

@@ -41,7 +41,8 @@ class StreamSettings:
     Parameters
     ----------
     eeg, fmri : str
-        Stream queries: ``type:EEG``, ``name:MyAmp``, ``source_id:X`` or a plain name.
+        Stream queries: ``type:EEG``, ``name:MyAmp``, ``source_id:X`` or a plain name; ``fmri``
+        may be ``"none"``: an EEG-only session (every window predicted from the EEG alone).
     triggers, truth : str | None
         The volume-trigger marker stream and an optional scored-stage marker stream.
     expected_eeg_channels : int | None
@@ -69,8 +70,13 @@ class StreamSettings:
     def __post_init__(self) -> None:
         for name in ("eeg", "fmri", "triggers", "truth"):
             text = getattr(self, name)
-            if text is not None:
+            if text is not None and not (name == "fmri" and self.eeg_only):
                 StreamQuery.parse(text)
+
+    @property
+    def eeg_only(self) -> bool:
+        """Whether the session has no fMRI stream (``fmri = "none"``)."""
+        return self.fmri.strip().lower() == "none"
 
 
 @dataclass(frozen=True)
@@ -193,7 +199,7 @@ class Settings:
         streams = self.streams
         return AcquisitionConfig(
             eeg=StreamQuery.parse(streams.eeg),
-            fmri=StreamQuery.parse(streams.fmri),
+            fmri=None if streams.eeg_only else StreamQuery.parse(streams.fmri),
             triggers=StreamQuery.parse(streams.triggers) if streams.triggers else None,
             truth=StreamQuery.parse(streams.truth) if streams.truth else None,
             expected_eeg_channels=streams.expected_eeg_channels,

@@ -107,7 +107,7 @@ class Acquisition:
             max_buflen=config.inlet_buffer_seconds,
         )
         buffered = config.inlet_buffer_seconds
-        self.fmri = FmriReader(config.fmri, max_buflen=buffered)
+        self.fmri = FmriReader(config.fmri, max_buflen=buffered) if config.fmri else None
         self.triggers = MarkerReader("triggers", config.triggers, buffered) if config.triggers else None
         self.truth = MarkerReader("truth", config.truth, buffered) if config.truth else None
         self.queue: WindowQueue[Window] = WindowQueue(config.queue_size)
@@ -158,7 +158,8 @@ class Acquisition:
             raise
         self.windower = self._make_windower()
         self.eeg.listener = self._on_eeg
-        self.fmri.listener = self.windower.add_fmri
+        if self.fmri is not None:
+            self.fmri.listener = self.windower.add_fmri
         if self.triggers is not None:
             self.triggers.listener = self._on_triggers
         if self.truth is not None:
@@ -199,7 +200,7 @@ class Acquisition:
     def health(self) -> dict[str, Any]:
         """Health figures of every stream and of the window queue."""
         windower = self.windower
-        if windower is not None and self.triggers is not None:
+        if windower is not None and self.triggers is not None and self.fmri is not None:
             self.fmri.health.record_pairing(windower.volumes)
         return {
             "streams": {reader.kind: reader.health.snapshot() for reader in self.readers},
@@ -216,15 +217,17 @@ class Acquisition:
 
     # -- internals -----------------------------------------------------------
     def _make_windower(self) -> MultiRateWindower:
-        info, fmri_info = self.eeg.info, self.fmri.info
-        if info is None or fmri_info is None:
+        info = self.eeg.info
+        fmri_info = self.fmri.info if self.fmri is not None else None
+        if info is None or (self.fmri is not None and fmri_info is None):
             raise RuntimeError("the EEG and fMRI streams must be connected first")
         ch_names = info.get_channel_labels() or [f"ch{i + 1}" for i in range(info.channel_count())]
         ch_types = info.get_channel_types() or ["eeg"] * info.channel_count()
         ch_types = [t.lower() if t else "eeg" for t in ch_types]
-        region_names, tr = fmri_layout(fmri_info)
         window = self.config.window
-        declared = declared_stamp_latency(fmri_info)
+        # An EEG-only session: no regions; the TR only sizes the (unused) volume buffer.
+        region_names, tr = fmri_layout(fmri_info) if fmri_info is not None else ([], window.hop)
+        declared = declared_stamp_latency(fmri_info) if fmri_info is not None else None
         if window.expected_latency is None and declared is not None:
             # The source says how late its stamps are (a replay stamps volumes at their triggers).
             window = dataclasses.replace(window, expected_latency=declared)
@@ -237,6 +240,7 @@ class Acquisition:
             tr,
             use_triggers=self.triggers is not None,
             use_truth=self.truth is not None,
+            use_fmri=self.fmri is not None,
         )
 
     def _connected_windower(self) -> MultiRateWindower:

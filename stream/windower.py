@@ -8,7 +8,10 @@ the first EEG sample. It is emitted once EEG has reached its end and either the
 fMRI volume of the latest trigger before its end has arrived (and, with a truth
 stream, the marker of the epoch holding its midpoint) or EEG has run
 ``max_fmri_wait`` seconds past its end (the window then carries the freshest
-volumes there are, and its staleness). See ``docs/architecture.md``.
+volumes there are, and its staleness). EEG far above the rate the features need is
+low-pass filtered and decimated as it arrives (``stream/decimation.py``); everything
+downstream, the windows' ``sfreq`` included, sees the decimated samples. See
+``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from core.windows import MIN_FMRI_VOLUMES, Window, WindowQuality
 from stream.buffers import EventBuffer, SampleRingBuffer
 from stream.channel_checks import ChannelChecks
 from stream.config import WindowConfig
+from stream.decimation import StreamingDecimator, decimation_factor
 from stream.dejitter import Gap
 from stream.filters import StreamingHighpass
 from stream.volumes import PlacedVolume, VolumePlacer
@@ -41,7 +45,8 @@ class MultiRateWindower:
     config : WindowConfig
         Window geometry and thresholds.
     sfreq : float
-        Nominal EEG rate in Hz.
+        Nominal EEG rate of the stream in Hz; windows carry the rate after decimation
+        (``WindowConfig.feature_rate_hz``), kept in ``sfreq`` (the stream's in ``input_sfreq``).
     ch_names, ch_types : sequence of str
         EEG channel names and types.
     region_names : sequence of str
@@ -53,6 +58,9 @@ class MultiRateWindower:
     use_truth : bool
         Whether scored stages are fed: a window then waits (within ``max_fmri_wait``) for
         the marker of the epoch holding its midpoint.
+    use_fmri : bool
+        Whether an fMRI stream is consumed; False (an EEG-only session): windows never wait for
+        fMRI and are usable without it.
     """
 
     def __init__(
@@ -66,17 +74,28 @@ class MultiRateWindower:
         *,
         use_triggers: bool = True,
         use_truth: bool = False,
+        use_fmri: bool = True,
     ) -> None:
         if len(ch_names) != len(ch_types):
             raise ValueError(f"{len(ch_names)} channel names but {len(ch_types)} channel types")
         self.config = config
-        self.sfreq = float(sfreq)
+        self.input_sfreq = float(sfreq)
+        factor = decimation_factor(self.input_sfreq, config.feature_rate_hz)
+        # Voltages are low-pass filtered before they are decimated; misc channels (a sample counter) picked.
+        self.decimator = (
+            StreamingDecimator(self.input_sfreq, factor, np.array([t in VOLTAGE_TYPES for t in ch_types]))
+            if factor > 1
+            else None
+        )
+        self.sfreq = self.input_sfreq / factor
         self.ch_names = tuple(ch_names)
         self.ch_types = tuple(ch_types)
         self.region_names = tuple(region_names)
         self.tr = float(tr)
         self.use_triggers = use_triggers
         self.use_truth = use_truth
+        self.use_fmri = use_fmri
+        sfreq = self.sfreq
         self.eeg = SampleRingBuffer(config.eeg_capacity(sfreq), len(ch_names))
         self.volumes = VolumePlacer(
             tr,
@@ -109,8 +128,16 @@ class MultiRateWindower:
         if len(times) == 0:
             return
         if self._next_end is None:
+            # The stream's first sample is also the first one decimation keeps.
             self._next_end = float(times[0]) + self.config.eeg_window
             self.volumes.observe_from(float(times[0]))
+        if self.decimator is not None:
+            times, data = self.decimator.process(times, data)
+        self._append_eeg(times, data)
+
+    def _append_eeg(self, times: np.ndarray, data: np.ndarray) -> None:
+        if len(times) == 0:
+            return
         data = np.asarray(data, dtype=np.float32)
         if self.highpass is not None:
             data = data.copy()
@@ -148,6 +175,8 @@ class MultiRateWindower:
         self._restarted = True
         if self.highpass is not None:
             self.highpass.reset()
+        if self.decimator is not None:
+            self.decimator.reset()
 
     # -- output --------------------------------------------------------------
     def poll(self) -> list[Window]:
@@ -178,8 +207,11 @@ class MultiRateWindower:
     def flush(self) -> list[Window]:
         """At the end of a recording: emit every window whose EEG is complete, not waiting for fMRI.
 
-        Live streams never end, so only offline extraction calls this.
+        Live streams never end, so only offline extraction calls this. Decimation's pending
+        samples come out first (the last sample standing for the EEG after it).
         """
+        if self.decimator is not None:
+            self._append_eeg(*self.decimator.flush())
         windows = []
         latest = self.eeg.latest_time
         while (
@@ -208,6 +240,8 @@ class MultiRateWindower:
         self._next_end = end + steps * self.config.hop
 
     def _fmri_ready(self, end: float) -> bool:
+        if not self.use_fmri:
+            return True
         if self.use_triggers:
             trigger = self.volumes.latest_trigger_before(end)
             if trigger is None or trigger[1] <= end - self.config.fmri_window:
@@ -261,7 +295,7 @@ class MultiRateWindower:
         quality.fmri_expected = (
             self.volumes.triggers_between(end - config.fmri_window, end)
             if self.use_triggers
-            else int(config.fmri_window // self.tr)
+            else int(config.fmri_window // self.tr) if self.use_fmri else 0
         )
         if volumes:
             quality.fmri_staleness = round(end - volumes[-1].time, 4)
@@ -322,7 +356,9 @@ class MultiRateWindower:
         ]
         if not good_eeg:
             problems.append(problem(ProblemCode.NO_USABLE_EEG_CHANNEL))
-        if quality.fmri_volumes < MIN_FMRI_VOLUMES:
+        if not self.use_fmri:
+            pass  # an EEG-only session: no fMRI to judge
+        elif quality.fmri_volumes < MIN_FMRI_VOLUMES:
             problems.append(problem(ProblemCode.FEW_FMRI_VOLUMES, volumes=quality.fmri_volumes))
         elif quality.fmri_expected and quality.fmri_volumes < quality.fmri_expected:
             problems.append(
@@ -344,7 +380,7 @@ class MultiRateWindower:
         quality.usable = (
             quality.eeg_coverage >= config.min_eeg_coverage
             and bool(good_eeg)
-            and quality.fmri_volumes >= MIN_FMRI_VOLUMES
+            and (quality.fmri_volumes >= MIN_FMRI_VOLUMES or not self.use_fmri)
         )
 
     def _judge_pairing(self, quality: WindowQuality, volumes: list[PlacedVolume]) -> None:

@@ -180,12 +180,12 @@ def test_the_sample_csv_is_what_the_projects_feature_code_computes(bundled_datas
 # ---------------------------------------------------------------- the scored stage in its own classes
 
 # What the stage column's values mean (the AASM stages; aliases of older notations), and the wake/sleep
-# class of each stage under the default bundle's scheme (R has no class: no REM in the training data).
+# class of each stage under the default bundle's scheme (REM is sleep).
 STAGE_OF = {
     **{stage: stage for stage in ("W", "N1", "N2", "N3", "R")},
     **{"Wake": "W", "2": "N2", "4": "N3", "REM": "R"},
 }
-WAKE_SLEEP = {"W": "wake", "N1": "sleep", "N2": "sleep", "N3": "sleep", "R": None}
+WAKE_SLEEP = {"W": "wake", "N1": "sleep", "N2": "sleep", "N3": "sleep", "R": "sleep"}
 
 
 def restaged(frame: pd.DataFrame, blocks: list[tuple[int, int, str]]) -> pd.DataFrame:
@@ -236,7 +236,7 @@ def test_the_scored_stage_keeps_its_classes_and_the_accuracy_is_in_the_bundles(s
     assert scored["accuracy"] == pytest.approx(float((predicted[counted] == truth[counted]).mean()))
     recalls = [float((predicted[truth == name] == name).mean()) for name in bundle.label_names]
     assert scored["balanced_accuracy"] == pytest.approx(float(np.mean(recalls)))
-    assert "W → wake" in scored["against"] and "N1, N2, N3 → sleep" in scored["against"]
+    assert "W → wake" in scored["against"] and "N1, N2, N3, R → sleep" in scored["against"]
 
 
 def test_a_stages_bundle_gets_a_square_confusion_table_and_task_labels_map_no_stage():

@@ -74,6 +74,7 @@ def test_train_uses_the_files_settings_and_its_flags_win(tmp_path):
     config = tmp_path / "train.toml"
     config.write_text(
         "[train]\ncontext = 2\nfolds = 0\nepochs = 1\nbatch_size = 64\npatience = 1\nseed = 7\n"
+        "fmri_dropout = 0.25\n"
     )
     bundle = tmp_path / "bundle"
     status = main(
@@ -85,6 +86,7 @@ def test_train_uses_the_files_settings_and_its_flags_win(tmp_path):
         "labels": "wake-sleep", "context": 2, "context_candidates": [1, 2, 4, 8], "inner_folds": 3,
         "inner_epochs": 20, "folds": 0, "epochs": 1, "batch_size": 64, "patience": 1,
         "seed": 3,  # the flag's, not the file's 7
+        "fmri_dropout": 0.25,
     }  # fmt: skip
     assert json.loads((bundle / "report.json").read_text())["config"] == recorded
 

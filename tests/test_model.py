@@ -271,8 +271,12 @@ def test_mismatched_bundles_are_refused_clearly(trained, tmp_path):
     with pytest.raises(BundleError, match=r"saved with Keras 2\.15\.0"):
         load_bundle(old_keras)
     wrong_k = break_bundle(folder, tmp_path / "b", lambda m: m.update(context=6))
-    with pytest.raises(BundleError, match=r"model input shape \(None, 4, 11\) does not match context 6"):
+    with pytest.raises(BundleError, match=r"model input shape \(None, 4, 12\) does not match context 6"):
         load_bundle(wrong_k)
+    # A bundle of format 2 has no fMRI-present input: refused, saying to retrain it.
+    format_2 = break_bundle(folder, tmp_path / "f", lambda m: m.update(format=2))
+    with pytest.raises(BundleError, match=r"bundle format 2 predates predictions without fMRI.*retrain"):
+        load_bundle(format_2)
     damaged = tmp_path / "c"
     shutil.copytree(folder, damaged)
     (damaged / "bundle.json").write_text("{not json")

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from core.problems import ProblemCode, problem
 from pipeline.prediction import Prediction
 from tests.sessions import TEST_SETTINGS, live_session
 from viewer.app import ServerState
@@ -58,7 +59,7 @@ def bundle():
 
 @pytest.fixture(scope="module")
 def stage_bundle(bundle):
-    """A bundle that predicts the four scored stages (an untrained network: only its labels matter here)."""
+    """A bundle that predicts the five stages (an untrained network: only its labels matter here)."""
     from model.architecture import build_fusion_model
     from model.labels import label_names
 
@@ -122,13 +123,18 @@ def sleep_probability(window: int) -> float:
     return 0.2 + 0.6 * (window % 5) / 4
 
 
-def synthetic_message(window: int, stage: str | None = "N2", fmri: bool = True) -> dict:
-    """A prediction message as the pipeline sends it; ``fmri=False``: NaN fMRI features (sent as null)."""
+def synthetic_message(
+    window: int, stage: str | None = "N2", fmri: bool = True, fmri_used: bool = True
+) -> dict:
+    """A prediction message as the pipeline sends it; ``fmri=False``: NaN fMRI features (sent as null).
+
+    ``fmri_used=False``: predicted from the EEG alone, flagged as the pipeline flags it.
+    """
     sleep = sleep_probability(window)
     features = {name: 1.0 + window % 7 for name in EEG_FEATURES}
     for name, typical in FMRI_TYPICAL.items():
         features[name] = typical * (1 + 0.01 * (window % 3)) if fmri else math.nan
-    return Prediction(
+    message = Prediction(
         window=window,
         stream_time=1000.0 + 2.1 * window,
         wall_time=time.time(),
@@ -138,13 +144,20 @@ def synthetic_message(window: int, stage: str | None = "N2", fmri: bool = True) 
         quality={"usable": window % 10 != 3, "problems": [], "feature_problems": []},
         stage=stage,
         latency_ms=3.0,
+        fmri_used=fmri_used,
     ).to_message()
+    if not fmri_used:
+        flag = problem(ProblemCode.PREDICTED_WITHOUT_FMRI, reason="the newest fMRI volume is 9.0 s old")
+        message["quality"]["problems"] = [flag.text]
+        message["quality"]["problem_codes"] = [flag.as_dict()]
+    return message
 
 
 def stage_message(window: int, stage: str) -> dict:
     """A prediction of a bundle that predicts stages: most of the probability on ``stage``."""
     message = synthetic_message(window, stage=stage)
-    message["probabilities"] = {name: (0.7 if name == stage else 0.1) for name in ("W", "N1", "N2", "N3")}
+    names = ("W", "N1", "N2", "N3", "R")
+    message["probabilities"] = {name: (0.6 if name == stage else 0.1) for name in names}
     message["label"] = stage
     return message
 
@@ -416,7 +429,7 @@ def test_a_model_trained_on_synthetic_data_shows_a_banner(page, bundle):
 
 
 def test_a_bundle_that_predicts_stages_is_drawn_on_the_scored_stage_axis(page, stage_bundle):
-    stages = ["W", "N1", "N2", "N3", "N2", "N1", "W", "N2"]
+    stages = ["W", "N1", "N2", "N3", "N2", "R", "R", "W", "N2"]
     with LiveServer(ServerState(bundle=stage_bundle, session={"name": "stages"})) as server:
         page.goto(f"{server.url}/")
         wait_until(page, "window.sleepstreamLive.connection() === 'connected'", 20)
@@ -433,6 +446,135 @@ def test_a_bundle_that_predicts_stages_is_drawn_on_the_scored_stage_axis(page, s
         assert live_value(page, "predictedLevels()") == live_value(page, "scoredLevels()")
         assert legend_values(page, "hypnogram")["predicted"] == "N2"
         assert page.text_content("#state-label") == "N2"
+    assert page.console_errors == []
+
+
+def test_five_stages_with_rem_at_its_own_level_for_predictions_and_truth(page, stage_bundle):
+    """W on top, REM on its own level below it with a thick bar, then N1, N2, N3: both tracks."""
+    predicted = ["W", "N1", "R", "R", "R", "N2", "N3", "N3", "N2", "R", "W"]
+    scored = ["W", "N1", "N1", "R", "R", "N2", "N3", "N2", "N2", "R", "R"]
+    rem = STAGE_AXIS.index("R")
+    with LiveServer(ServerState(bundle=stage_bundle, session={"name": "five stages"})) as server:
+        page.goto(f"{server.url}/")
+        wait_until(page, "window.sleepstreamLive.connection() === 'connected'", 20)
+        for window, (guess, truth) in enumerate(zip(predicted, scored, strict=True)):
+            message = stage_message(window, guess)
+            message["stage"] = truth
+            server.publish(message)
+        wait_drawn(page, len(predicted), 20)
+        axes = live_value(page, "hypnogramAxes()")
+        # Five levels on both tracks, bottom to top N3, N2, N1, R, W.
+        assert axes["predicted"]["ticks"] == axes["scored"]["ticks"] == ["N3", "N2", "N1", "R", "W"]
+        assert live_value(page, "predictedLevels()") == [STAGE_AXIS.index(s) for s in predicted]
+        assert live_value(page, "scoredLevels()") == [STAGE_AXIS.index(s) for s in scored]
+
+        def bar(stages: list[str]) -> list[int | None]:
+            """The REM bar: at the REM level over every REM window, up to the next window."""
+            after_rem = [False, *(stage == "R" for stage in stages[:-1])]
+            pairs = zip(stages, after_rem, strict=True)
+            return [rem if stage == "R" or late else None for stage, late in pairs]
+
+        assert live_value(page, "predictedRemBar()") == bar(predicted)
+        assert live_value(page, "scoredRemBar()") == bar(scored)
+        assert legend_values(page, "hypnogram")["predicted"] == "W"
+        assert legend_values(page, "hypnogram")["scored"] == "R"
+        # The REM bar is drawn on the canvas: its colour appears at the REM level of both tracks.
+        colour = live_value(page, "remColour")
+        for track in ("predicted", "scored"):
+            assert page.evaluate(
+                """([id, colour]) => {
+                    const chart = document.querySelector(`#${id} canvas`);
+                    const context = chart.getContext("2d");
+                    const want = [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16));
+                    const { data } = context.getImageData(0, 0, chart.width, chart.height);
+                    for (let i = 0; i < data.length; i += 4) {
+                        if (want.every((v, k) => Math.abs(data[i + k] - v) < 8)) return true;
+                    }
+                    return false;
+                }""",
+                [f"chart-hypnogram-{track}", colour],
+            ), f"no REM bar drawn on the {track} track"
+        assert page.text_content("#state-label") == "W"
+    assert page.console_errors == []
+
+
+def test_windows_predicted_without_fmri_are_marked(page, bundle):
+    """The modalities fact, the strip under the predicted hypnogram, the reason on hover."""
+    without = {4, 5, 6, 9}
+    with LiveServer(ServerState(bundle=bundle, session={"name": "without fMRI"})) as server:
+        page.goto(f"{server.url}/")
+        wait_until(page, "window.sleepstreamLive.connection() === 'connected'", 20)
+        for window in range(10):
+            server.publish(synthetic_message(window, fmri_used=window not in without))
+        wait_drawn(page, 10, 20)
+        assert live_value(page, "withoutFmri()") == len(without)
+        # The strip covers each window predicted without fMRI, up to the next window.
+        expected = [i in without or (i - 1) in without for i in range(10)]
+        assert live_value(page, "withoutFmriStrip()") == expected
+        assert legend_values(page, "hypnogram")["without fMRI"] == "EEG only"
+        fact = page.locator("#fmri-used")
+        assert fact.text_content() == "EEG only" and fact.get_attribute("class") == "without-fmri"
+        assert "9.0 s old" in fact.get_attribute("title")
+        server.publish(synthetic_message(10))
+        wait_drawn(page, 11, 20)
+        assert fact.text_content() == "EEG + fMRI" and not fact.get_attribute("class")
+        assert legend_values(page, "hypnogram")["without fMRI"] == "—"
+    assert page.console_errors == []
+
+
+@pytest.mark.lsl
+def test_an_eeg_only_session_shows_every_window_predicted_without_fmri(
+    page, short_dataset, unique_prefix, bundle, monkeypatch
+):
+    """A live session without an fMRI stream: the health table's fMRI row says so and counts the windows."""
+    import viewer.server
+    from core.layouts import stream_name
+    from pipeline.factory import build_pipeline
+    from pipeline.settings import RecordingSettings, Settings, StreamSettings
+    from recordings.session import read_session
+    from simulators.replay import SessionPlayer
+
+    monkeypatch.setattr(viewer.server, "STATUS_INTERVAL", 0.5)
+    session = read_session(short_dataset, "99", "sleep-1")
+    player = SessionPlayer(session, speed=10, loop=True, with_truth=True, prefix=unique_prefix)
+    player.start()
+    streams = StreamSettings(
+        eeg=f"name:{stream_name(unique_prefix, 'EEG')}", fmri="none",
+        truth=f"name:{stream_name(unique_prefix, 'Truth')}", resolve_timeout=30,
+    )  # fmt: skip
+    settings = Settings(streams=streams, recording=RecordingSettings(enabled=False))
+    live = build_pipeline(settings, settings.acquisition(), bundle=bundle, outlet_prefix=None)
+    pipeline = live.pipeline
+    state = ServerState(pipeline=pipeline, bundle=bundle, session={"name": unique_prefix})
+    try:
+        with LiveServer(state) as server:
+            page.goto(f"{server.url}/")
+            wait_until(page, "window.sleepstreamLive.windows() >= 3", 60)
+            fmri_row = "#health tbody tr[data-stream=fmri]"
+            wait_until(page, f"document.querySelector('{fmri_row}') !== null", 30)
+            live.close()
+            wait_for(lambda: not pipeline.running, 30, "the pipeline to finish")
+            made = pipeline.predictions
+            wait_drawn(page, made, 30)
+            assert all(not p.fmri_used for p in pipeline.history)
+            assert live_value(page, "withoutFmri()") == made
+            assert all(live_value(page, "withoutFmriStrip()"))
+            assert page.text_content("#fmri-used") == "EEG only"
+            assert "no fMRI stream" in page.get_attribute("#fmri-used", "title")
+            # The next status shows the count in the fMRI row, which says the session has no fMRI.
+            wait_until(
+                page,
+                f"document.querySelector('{fmri_row}').lastElementChild.textContent === '{made}'",
+                30,
+            )
+            row = page.text_content(fmri_row)
+            assert "none: EEG only" in row
+            assert f"predicted without fMRI {made}" in page.text_content("#health-summary")
+            headers = page.locator("#health thead th").all_text_contents()
+            assert headers[-1] == "predicted without fMRI"
+    finally:
+        live.close()
+        player.stop()
     assert page.console_errors == []
 
 

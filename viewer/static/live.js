@@ -18,7 +18,12 @@
     { name: "alff_mean", title: "ALFF mean", unit: "%", short: "%", colour: "#e3b341" },
     { name: "alff_variance", title: "ALFF variance", unit: "%²", short: "%²", colour: "#ff7b72" },
   ];
-  const STAGES = ["N3", "N2", "N1", "R", "W"]; // stage axis of the hypnograms, deepest at the bottom
+  // Stage axis of the hypnograms, as clinical hypnograms draw it: W on top, then REM on its own level
+  // (also marked by a thick bar), N1, N2, and N3 at the bottom.
+  const STAGES = ["N3", "N2", "N1", "R", "W"];
+  const REM_LEVEL = STAGES.indexOf("R");
+  const REM_COLOUR = "#f85149";
+  const NO_FMRI_COLOUR = "#d29922";
   const STAGE_CLASSES = new Set(["W", "N1", "N2", "N3", "N4", "R", "REM"]); // a bundle that predicts stages
   const LEVEL_PITCH = 24; // pixels per level of a hypnogram, so that both tracks share one scale
   const HYPNOGRAM_TOP = 10; // pixels above a hypnogram's plot (room for the top level's line)
@@ -52,6 +57,8 @@
     probability: {},
     predicted: [], // predicted class names
     scored: [], // scored stages as levels of STAGES
+    fmriUsed: [], // whether the model used each window's fMRI (false: predicted from the EEG alone)
+    withoutFmri: 0, // windows predicted without fMRI received by this page
     bands: BANDS.map(() => []),
     fmri: FMRI.map(() => []),
     flagged: 0,
@@ -153,7 +160,30 @@
     };
   }
 
-  function hypnogramChart(holder, width, title, names, stroke, valueOf) {
+  // A thick bar over the stretches at REM: the level where a window is at REM and at the window after
+  // it (the stepped line holds a window's level until the next window).
+  function remBar(levels) {
+    return levels.map((v, i) => (v === REM_LEVEL || (i > 0 && levels[i - 1] === REM_LEVEL) ? REM_LEVEL : null));
+  }
+
+  // A strip below the lowest level over the windows predicted without fMRI.
+  const NO_FMRI_LEVEL = -0.38;
+  function withoutFmriStrip(used) {
+    return used.map((u, i) => (u === false || (i > 0 && used[i - 1] === false) ? NO_FMRI_LEVEL : null));
+  }
+
+  function hypnogramChart(holder, width, title, names, stroke, valueOf, extra = {}) {
+    const remSeries = extra.rem
+      ? [{ label: "REM", stroke: REM_COLOUR, width: 8, paths: uPlot.paths.stepped({ align: 1 }),
+        points: { show: false },
+        // The bar runs on to the next window; the legend tells the window's own level.
+        value: (u, v, series, idx) => (idx != null && u.data[1][idx] === REM_LEVEL ? "REM" : "—") }]
+      : [];
+    const fmriSeries = extra.withoutFmri
+      ? [{ label: "without fMRI", stroke: NO_FMRI_COLOUR, width: 5, paths: uPlot.paths.stepped({ align: 1 }),
+        points: { show: false },
+        value: (u, v, series, idx) => (idx != null && data.fmriUsed[idx] === false ? "EEG only" : "—") }]
+      : [];
     // Fixed padding and axis size: the plot area is then LEVEL_PITCH pixels per level on every track.
     return new uPlot(
       {
@@ -166,9 +196,11 @@
           { label: "session time", value: (u, v) => clock(v) },
           { label: title.split(" ")[0], stroke, width: 3, paths: uPlot.paths.stepped({ align: 1 }),
             value: (u, v) => (v == null ? "—" : valueOf(v)) },
+          ...remSeries,
+          ...fmriSeries,
         ],
       },
-      [[], []],
+      [[], [], ...remSeries.map(() => []), ...fmriSeries.map(() => [])],
       holder,
     );
   }
@@ -190,9 +222,9 @@
       ? "predicted (top) and scored by experts (bottom) on the same stage axis"
       : "predicted classes (top), aligned in time with the stages scored by experts (bottom)";
     const predicted = hypnogramChart(predictedHolder, width, predictedTitle, axis.names, "#58a6ff",
-      (v) => axis.names[v]);
+      (v) => axis.names[v], { rem: axis.stages, withoutFmri: true });
     const scored = hypnogramChart(scoredHolder, width, "scored by experts", STAGES, "#e6edf3",
-      (v) => STAGES[v]);
+      (v) => STAGES[v], { rem: true });
     return { predicted, scored, axis };
   }
 
@@ -307,8 +339,12 @@
     if (!charts.probability) return;
     const axis = charts.hypnogram.axis;
     charts.probability.setData([data.time, ...data.labels.map((label) => data.probability[label])]);
-    charts.hypnogram.predicted.setData([data.time, data.predicted.map(axis.level)]);
-    charts.hypnogram.scored.setData([data.time, data.scored]);
+    const predictedLevels = data.predicted.map(axis.level);
+    charts.hypnogram.predicted.setData([
+      data.time, predictedLevels, ...(axis.stages ? [remBar(predictedLevels)] : []),
+      withoutFmriStrip(data.fmriUsed),
+    ]);
+    charts.hypnogram.scored.setData([data.time, data.scored, remBar(data.scored)]);
     const scoredTitle = charts.hypnogram.scored.root.querySelector(".u-title");
     scoredTitle.textContent = data.scored.some((v) => v !== null)
       ? "scored by experts"
@@ -356,6 +392,7 @@
     cut(data.time);
     cut(data.predicted);
     cut(data.scored);
+    cut(data.fmriUsed);
     Object.values(data.probability).forEach(cut);
     data.bands.forEach(cut);
     data.fmri.forEach(cut);
@@ -373,6 +410,9 @@
     for (const label of data.labels) data.probability[label].push(finiteOrNull(message.probabilities[label]));
     data.predicted.push(message.label);
     data.scored.push(scoredLevel(message.stage));
+    const fmriUsed = message.fmri_used !== false; // absent in records older than the field: used
+    data.fmriUsed.push(fmriUsed);
+    if (!fmriUsed) data.withoutFmri += 1;
     BANDS.forEach((band, i) => data.bands[i].push(positiveOrNull(message.features[`eeg_${band}_power`])));
     FMRI.forEach((metric, i) => data.fmri[i].push(finiteOrNull(message.features[metric.name])));
     data.lastWindow = message.window;
@@ -403,6 +443,14 @@
       $("latency").textContent = `${processing.toFixed(1)} ms`;
       $("latency").title = "processing time (recorded)";
     }
+    const fmri = $("fmri-used");
+    const fmriUsed = message.fmri_used !== false;
+    fmri.textContent = fmriUsed ? "EEG + fMRI" : "EEG only";
+    fmri.className = fmriUsed ? "" : "without-fmri";
+    const why = (message.quality.problem_codes || []).find((p) => p.code === "predicted_without_fmri");
+    fmri.title = fmriUsed
+      ? "the model used the window's EEG and fMRI"
+      : (why ? why.text : "predicted from the EEG alone");
     const quality = $("window-quality");
     if (message.quality.usable) {
       quality.textContent = "good";
@@ -454,6 +502,7 @@
       return;
     }
     data.fmriConnected = health.streams.fmri ? Boolean(health.streams.fmri.connected) : null;
+    const withoutFmri = [String(data.withoutFmri), data.withoutFmri ? "warn" : ""];
     for (const [kind, stream] of Object.entries(health.streams)) {
       const row = document.createElement("tr");
       row.dataset.stream = kind;
@@ -471,6 +520,7 @@
         [String(stream.reconnects), stream.reconnects ? "warn" : ""],
         [String(stream.restarts), stream.restarts ? "warn" : ""],
         pairingCell(stream),
+        kind === "fmri" ? withoutFmri : ["", ""],
       ];
       for (const [text, state] of cells) {
         const cell = document.createElement("td");
@@ -481,13 +531,27 @@
       if (!stream.connected) row.className = "bad";
       body.append(row);
     }
+    if (!health.streams.fmri) {
+      // An EEG-only session: no fMRI stream to show, but every window is predicted without fMRI.
+      const row = document.createElement("tr");
+      row.dataset.stream = "fmri";
+      const cells = [["fMRI", ""], ["none: EEG only", "warn"], ...Array(8).fill(["—", ""]), withoutFmri];
+      for (const [text, state] of cells) {
+        const cell = document.createElement("td");
+        cell.textContent = text;
+        if (state) cell.className = state;
+        row.append(cell);
+      }
+      body.append(row);
+    }
     if (data.lastMessage) showMissing();
     const windows = health.windows;
     const pipeline = message.pipeline;
     $("health-summary").textContent =
       `windows: ${windows.emitted} cut, ${windows.skipped} skipped, ${windows.dropped} dropped, ` +
       `${windows.queued} queued · predictions ${pipeline.predictions}, errors ${pipeline.errors} · ` +
-      `flagged windows on this page ${data.flagged} · feed clients ${message.clients}` +
+      `flagged windows on this page ${data.flagged} · predicted without fMRI ${data.withoutFmri} · ` +
+      `feed clients ${message.clients}` +
       (data.drops ? ` · messages this page missed: ${data.drops}` : "") +
       (health.error ? ` · acquisition error: ${health.error}` : "");
   }
@@ -632,6 +696,13 @@
     fmriPoints: () => data.fmri.map((values) => values.slice()),
     predictedLevels: () => charts.hypnogram.predicted.data[1].slice(),
     scoredLevels: () => charts.hypnogram.scored.data[1].slice(),
+    // The REM bars as drawn (the REM level where drawn, else null), and the no-fMRI strip.
+    predictedRemBar: () => (charts.hypnogram.axis.stages ? charts.hypnogram.predicted.data[2].slice() : []),
+    scoredRemBar: () => charts.hypnogram.scored.data[2].slice(),
+    withoutFmriStrip: () => charts.hypnogram.predicted.data[charts.hypnogram.axis.stages ? 3 : 2]
+      .map((v) => v !== null),
+    withoutFmri: () => data.withoutFmri,
+    remColour: REM_COLOUR,
     bandPoints: () => data.bands.map((values) => values.filter((v) => v !== null).length),
     hypnogramLength: () => data.predicted.length,
     scoredLength: () => data.scored.filter((v) => v !== null).length,
