@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cli.recording_source import SESSION_HELP, add_recording_options, settings_of_bundle, table_argument
+
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``evaluate`` sub-command."""
@@ -19,7 +21,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     evaluate.add_argument("model", help="bundle folder")
-    evaluate.add_argument("features", help="feature table (.csv or .parquet)")
+    evaluate.add_argument(
+        "features", nargs="?", default=None,
+        help="feature table (.csv or .parquet); or give the recordings with --session",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--session", default=None, metavar="PATH",
+        help=f"extract the features of these recordings first ({SESSION_HELP}), with the bundle's feature "
+        "settings; the table is written into the report folder as features.parquet",
+    )  # fmt: skip
+    add_recording_options(evaluate)
     evaluate.add_argument("-o", "--output", default=None, help="report folder (default: MODEL/evaluation)")
     evaluate.add_argument("--folds", type=int, default=5)
     evaluate.set_defaults(handler=run)
@@ -33,19 +44,23 @@ def run(args: argparse.Namespace) -> int:
     from model.training import evaluate_bundle
     from pipeline.table_contract import read_table_contract
 
+    output = Path(args.output) if args.output else Path(args.model) / "evaluation"
     try:
         bundle = load_bundle(args.model)
-        table = read_feature_table(args.features)
-        notes = check_table(
-            bundle.contract, read_table_contract(args.features, table), args.model, args.features
-        )
-    except (BundleError, ContractError, OSError, ValueError) as err:
+    except (BundleError, OSError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    features = table_argument(
+        args, output / "features.parquet", settings_of_bundle(args.settings, bundle.contract)
+    )
+    try:
+        table = read_feature_table(features)
+        notes = check_table(bundle.contract, read_table_contract(features, table), args.model, features)
+    except (ContractError, OSError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
     if is_synthetic(bundle.contract):
         notes.insert(0, SYNTHETIC_WARNING)
     for note in notes:
         print(f"warning: {note}", flush=True)
-    output = Path(args.output) if args.output else Path(args.model) / "evaluation"
     evaluate_bundle(bundle, table, output, folds=args.folds)
     print(f"wrote {output / 'report.md'}", flush=True)
     print((output / "report.md").read_text(), flush=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli.common import existing_folder, non_negative_int
+from cli.common import non_negative_int
+from cli.recording_source import SESSION_HELP, add_recording_options
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -14,15 +15,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "extract",
         help="write the feature table (one row per window) of sessions",
         description=(
-            "Compute the 11 features of every window of a session, a subject or a whole "
-            "ds003768-style dataset, with the same code as live acquisition; write CSV or Parquet. "
-            "Feature and window settings come from --config, overridden by these flags."
+            "Compute the 11 features of every window of a recording (EDF/EDF+/BDF, BrainVision, XDF), "
+            "a folder of recordings, or runs of a ds003768-style dataset, with the same code as live "
+            "acquisition; write CSV or Parquet with the feature contract beside it. Where YASA is "
+            "installed, its stage of each scored epoch is added (column yasa_stage) as the field's "
+            "baseline. Feature and window settings come from --config, overridden by these flags."
         ),
     )
-    extract.add_argument("session", help="'surrogate' or a ds003768-style dataset folder")
+    extract.add_argument("session", help=SESSION_HELP)
     extract.add_argument("-o", "--output", required=True, help="output file, .csv or .parquet")
-    extract.add_argument("--subject", default=None, help="only this subject (default: all)")
-    extract.add_argument("--run", default=None, help="only this run, e.g. sleep-1 (default: all)")
+    extract.add_argument("--subject", default=None, help="only this subject of a dataset (default: all)")
+    extract.add_argument("--run", default=None, help="only this run of a dataset, e.g. sleep-1")
+    add_recording_options(extract)
     extract.add_argument(
         "--power-scale", choices=("absolute", "log", "relative"), default=None, help="band power scale"
     )
@@ -43,49 +47,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Extract and write the table."""
-    from pipeline.offline import extract_dataset, write_table
-    from recordings.bids import list_runs, normalise_subject, parse_run
-    from simulators.surrogate import BUNDLED_RUNS, bundled_surrogate
+    from cli.recording_source import extract_to, resolve_sources
 
     output = Path(args.output)
     if output.suffix not in (".csv", ".parquet"):
         raise SystemExit(f"error: {output}: the output must end in .csv or .parquet")
-    if args.session == "surrogate":
-        root = bundled_surrogate((args.run,) if args.run else BUNDLED_RUNS)
-    else:
-        root = existing_folder(args.session, "dataset folder")
-    runs = list_runs(root)
-    if args.subject is not None:
-        runs = [r for r in runs if r.subject == normalise_subject(args.subject)]
-    if args.run is not None:
-        task, number = parse_run(args.run)
-        runs = [r for r in runs if (r.task, r.run) == (task, number)]
-    if not runs:
-        raise SystemExit(f"error: no run in {root} matches subject={args.subject} run={args.run}")
+    sources = resolve_sources(
+        args.session, subject=args.subject, run=args.run, hypnogram=args.hypnogram,
+        eeg_unit=args.eeg_unit, dummy_scans=args.dummy_scans,
+    )  # fmt: skip
     settings = args.settings.replace(
         "features", power_scale=args.power_scale, coherence=args.coherence, reference=args.reference
     ).replace("window", highpass_hz=args.highpass)
-    from recordings.errors import DatasetFormatError
-
-    try:
-        table = extract_dataset(
-            root,
-            runs,
-            feature_config=settings.features,
-            window_config=settings.window,
-            dummy_scans=args.dummy_scans,
-        )
-    except DatasetFormatError as err:
-        raise SystemExit(f"error: {err}") from None
-    write_table(table, output)
-    from pipeline.table_contract import table_contract, write_table_contract
-
     # As typed: a bundle records where its data came from without this machine's absolute paths.
-    source = args.session
-    contract = table_contract(table, runs, settings.features, settings.window, source)
-    sidecar = write_table_contract(output, contract)
-    print(
-        f"wrote {len(table)} windows of {len(runs)} run(s) to {output} (feature contract: {sidecar})",
-        flush=True,
-    )
+    extract_to(sources, output, settings, source=args.session, yasa=not args.no_yasa)
     return 0

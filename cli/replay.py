@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cli.common import existing_folder, non_negative_int, speed, stop_on_signals
+from cli.recording_source import add_recording_options
 
 if TYPE_CHECKING:
-    from recordings.session import Session
+    from recordings.recording import Recording
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,13 +20,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     replay = commands.add_parser(
         "replay",
         help="publish a recorded or surrogate session as LSL streams",
-        description="Publish a ds003768-format session as LSL streams (EEG, fMRI, triggers, truth).",
+        description=(
+            "Publish a recording as LSL streams: EEG, and where the recording has them fMRI, volume "
+            "triggers and (--with-truth) the scored stages."
+        ),
     )
     replay.add_argument(
         "--session",
         default="surrogate",
-        help="'surrogate' (the bundled surrogate subject) or a ds003768-style dataset folder",
+        help="'surrogate' (the bundled surrogate subject), a ds003768-style dataset folder, or a "
+        "recording file (.edf, .bdf, .vhdr, .xdf; a recording without BOLD publishes EEG only)",
     )
+    add_recording_options(replay, yasa=False)
     replay.add_argument(
         "--subject", default=None, help="subject label (default: 27 for the surrogate, else 01)"
     )
@@ -68,19 +74,29 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     replay.set_defaults(handler=run)
 
 
-def load_session(args: argparse.Namespace) -> Session:
-    """The session named by ``--session``, ``--subject`` and ``--run``."""
+def load_session(args: argparse.Namespace) -> Recording:
+    """The recording named by ``--session`` (with ``--subject`` and ``--run`` for a dataset)."""
+    from recordings.bids import list_runs
     from recordings.errors import DatasetFormatError
+    from recordings.open import read_recording
     from recordings.session import read_session
     from simulators.surrogate import BUNDLED_SUBJECT, bundled_surrogate
 
-    if args.session == "surrogate":
-        root = bundled_surrogate((args.run,), sfreq=args.sfreq)
-        subject = args.subject or BUNDLED_SUBJECT
-    else:
-        root = existing_folder(args.session, "dataset folder")
-        subject = args.subject or "01"
     try:
+        if args.session == "surrogate":
+            root = bundled_surrogate((args.run,), sfreq=args.sfreq)
+            subject = args.subject or BUNDLED_SUBJECT
+        else:
+            path = Path(args.session)
+            if path.is_file():
+                return read_recording(path, hypnogram=args.hypnogram, eeg_unit=args.eeg_unit)
+            root = existing_folder(args.session, "recording file or dataset folder")
+            if not list_runs(root):
+                raise SystemExit(
+                    f"error: {root}: not a ds003768-style dataset (sub-XX/eeg/*_eeg.vhdr); give one "
+                    "recording file to replay"
+                )
+            subject = args.subject or "01"
         return read_session(
             Path(root), subject, args.run, mask=args.mask, atlas=args.atlas, dummy_scans=args.dummy_scans
         )
@@ -107,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
     with player:
         print(
             f"Replaying {session.label}: {session.duration:.0f} s of EEG at {session.sfreq:g} Hz, "
-            f"{session.n_volumes} volumes (TR {session.tr:g} s), speed {args.speed:g}",
+            + (f"{session.n_volumes} volumes (TR {session.tr:g} s)" if session.has_fmri else "no fMRI")
+            + f", {len(session.stages)} scored epochs, speed {args.speed:g}",
             flush=True,
         )
         for kind, identity in player.streams.items():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cli.recording_source import SESSION_HELP, add_recording_options, table_argument
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add the ``train`` sub-command."""
@@ -22,7 +24,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             "these flags; the bundle and its report record them."
         ),
     )
-    train.add_argument("features", help="feature table (.csv or .parquet)")
+    train.add_argument(
+        "features", nargs="?", default=None,
+        help="feature table (.csv or .parquet); or give the recordings with --session",
+    )  # fmt: skip
+    train.add_argument(
+        "--session", default=None, metavar="PATH",
+        help=f"extract the features of these recordings first ({SESSION_HELP}); the table is written "
+        "into the bundle folder as features.parquet",
+    )  # fmt: skip
+    add_recording_options(train)
     train.add_argument("-o", "--output", required=True, help="bundle folder to write")
     train.add_argument(
         "--labels", choices=("wake-sleep", "stages", "task"), default=None,
@@ -58,14 +69,15 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except SettingsError as err:
         raise SystemExit(f"error: {err}") from None
+    features = table_argument(args, Path(args.output) / "features.parquet", settings)
     try:
-        table = read_feature_table(args.features)
-        contract = read_table_contract(args.features, table)
+        table = read_feature_table(features)
+        contract = read_table_contract(features, table)
     except (OSError, ValueError) as err:  # ContractError is a ValueError
         raise SystemExit(f"error: {err}") from None
     if not is_known(contract):
         print(
-            f"warning: {args.features} has no feature contract ({contract_path(args.features).name}): the "
+            f"warning: {features} has no feature contract ({contract_path(features).name}): the "
             "bundle will not say how its features were computed, so 'live' will refuse it and 'evaluate' "
             "will take it only on tables without a contract",
             flush=True,

@@ -1,6 +1,6 @@
 """Offline feature tables: whole sessions through the very same windower and extractor.
 
-A recorded session is fed to :class:`stream.windower.MultiRateWindower` in the
+A recording is fed to :class:`stream.windower.MultiRateWindower` in the
 order a live acquisition would receive it (EEG in 1 s chunks; each volume's
 trigger and fMRI sample when the EEG reaches its acquisition time; each truth
 marker at its epoch start), and every window goes through
@@ -11,8 +11,9 @@ therefore computed by one code path (asserted by the tests).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,36 +23,40 @@ from core.windows import Window
 from features.config import FeatureConfig
 from features.extractor import FeatureExtractor, FeatureVector
 from recordings.bids import RunPaths, list_runs
-from recordings.session import Session, read_session
+from recordings.recording import Recording
+from recordings.session import read_session
 from stream.config import WindowConfig
 from stream.windower import MultiRateWindower
 
 CHUNK_SECONDS = 1.0
 
 
-def session_windows(session: Session, window_config: WindowConfig | None = None) -> Iterator[Window]:
-    """Windows of a recorded session, as a live acquisition would cut them.
+def session_windows(session: Recording, window_config: WindowConfig | None = None) -> Iterator[Window]:
+    """Windows of a recording, as a live acquisition would cut them.
 
-    Times are seconds from the first EEG sample of the recording. The session's volume
+    Times are seconds from the first EEG sample of the recording. The recording's volume
     times are its volumes' own triggers (dummy scans already left out), so each volume is
-    stamped at its trigger: an export latency of 0, no dummy scan.
+    stamped at its trigger: an export latency of 0, no dummy scan. A recording without
+    BOLD is cut as an EEG-only session (no fMRI, no triggers; the TR argument is unused).
     """
     config = dataclasses.replace(window_config or WindowConfig(), expected_latency=0.0, dummy_scans=0)
+    has_fmri = session.has_fmri
     windower = MultiRateWindower(
         config,
         session.sfreq,
         session.ch_names,
         session.ch_types,
-        session.parcellation.names,
-        session.tr,
-        use_triggers=True,
-        use_truth=session.scoring is not None,
+        session.region_names,
+        session.tr if has_fmri and session.tr is not None else config.hop,
+        use_triggers=has_fmri,
+        use_truth=session.hypnogram is not None,
+        use_fmri=has_fmri,
     )
     sfreq = session.sfreq
     chunk = max(1, int(CHUNK_SECONDS * sfreq))
-    volume_times = session.volume_times
+    volume_times = session.volume_times if has_fmri else np.empty(0)
     onsets = session.stage_onsets
-    stages = list(session.scoring.stages) if session.scoring is not None else []
+    stages = list(session.stages)
     sent_volumes = sent_stages = 0
     for start in range(0, session.n_times, chunk):
         stop = min(session.n_times, start + chunk)
@@ -122,27 +127,117 @@ def window_record(
 
 
 def extract_session(
-    session: Session,
+    session: Recording,
     feature_config: FeatureConfig | None = None,
     window_config: WindowConfig | None = None,
 ) -> pd.DataFrame:
-    """Feature table of one session: one row per window.
+    """Feature table of one recording: one row per window.
 
     Returns
     -------
     table : pandas.DataFrame
         Columns ``subject, task, run, window, start, end, epoch_start`` (seconds from
-        the run's first volume), ``sfreq``, ``tr``, the 11 features, quality flags
-        (``problems``, ``problem_codes``) and ``stage`` (see :func:`window_record`).
+        the run's origin: its first volume, or its hypnogram's start), ``sfreq``, ``tr``
+        (NaN without BOLD), the 11 features (the fMRI ones NaN without BOLD), quality
+        flags (``problems``, ``problem_codes``) and ``stage`` (see :func:`window_record`).
     """
     extractor = FeatureExtractor(feature_config)
-    origin = float(session.volume_times[0])
+    origin = float(session.origin)
     rows = [window_record(w, extractor.compute(w), origin) for w in session_windows(session, window_config)]
     table = pd.DataFrame(rows)
+    if not session.has_fmri and not table.empty:
+        table["tr"] = math.nan
     table.insert(0, "run", session.run)
     table.insert(0, "task", session.task)
     table.insert(0, "subject", session.subject)
     return table
+
+
+RecordingLoader = Callable[[], Recording]
+"""Reads one recording when called (so that a batch holds one recording in memory at a time)."""
+
+
+def with_yasa_stages(table: pd.DataFrame, recording: Recording) -> tuple[pd.DataFrame, str | None]:
+    """The table with YASA's stage of each window's epoch (column ``yasa_stage``), and a note.
+
+    YASA, the field's pretrained stager, stages the recording's scored epochs from its EEG (see
+    :mod:`pipeline.yasa_baseline`). The table is returned unchanged, with a note saying why,
+    when the recording has no hypnogram or no EEG channel.
+
+    Raises
+    ------
+    pipeline.yasa_baseline.YasaUnavailableError
+        When YASA is not installed.
+    """
+    from pipeline.yasa_baseline import add_yasa_column, stage_recording
+
+    if recording.hypnogram is None or table.empty:
+        return table, None
+    try:
+        staging = stage_recording(recording)
+    except ValueError as err:  # no EEG channel
+        return table, f"{recording.label}: not staged by YASA ({err})"
+    note = f"{recording.label}: {'; '.join(staging.notes)}" if staging.notes else None
+    return add_yasa_column(table, staging, offset=float(recording.origin)), note
+
+
+def extract_recordings(
+    loaders: Sequence[RecordingLoader],
+    feature_config: FeatureConfig | None = None,
+    window_config: WindowConfig | None = None,
+    progress: bool = True,
+    yasa: bool = True,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Feature table of many recordings (any format), one after the other, with a progress bar.
+
+    Parameters
+    ----------
+    loaders : sequence of callables
+        Each reads one recording (:func:`recordings.open.read_recording`, or a ds003768 run).
+    feature_config, window_config : FeatureConfig | None, WindowConfig | None
+        Settings of the extraction.
+    progress : bool
+        Show a progress bar.
+    yasa : bool
+        Add YASA's stage of each window's epoch (column ``yasa_stage``) where YASA can stage
+        the recording, so that evaluations show the field's baseline on the same epochs.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        The rows of every recording (see :func:`extract_session`).
+    notes : list of str
+        What could not be done and why (e.g. YASA not installed or a recording too short for it).
+    """
+    from tqdm import tqdm
+
+    from pipeline.yasa_baseline import YasaUnavailableError
+
+    tables: list[pd.DataFrame] = []
+    notes: list[str] = []
+    for load in tqdm(loaders, desc="extracting", unit="recording", disable=not progress):
+        recording = load()
+        table = extract_session(recording, feature_config, window_config)
+        if yasa:
+            try:
+                table, note = with_yasa_stages(table, recording)
+            except YasaUnavailableError as err:
+                table, note, yasa = table, str(err), False
+            if note is not None:
+                notes.append(note)
+        tables.append(table)
+    if not tables:
+        raise ValueError("no recording to extract")
+    return pd.concat(tables, ignore_index=True), notes
+
+
+def run_loaders(runs: list[RunPaths], dummy_scans: int | None = None) -> list[RecordingLoader]:
+    """One loader per run of a ds003768-style dataset (see :func:`recordings.session.read_session`)."""
+    return [
+        functools.partial(read_session, paths.root, paths.subject, f"{paths.task}-{paths.run}",
+                          dummy_scans=dummy_scans)
+        for paths in runs
+    ]  # fmt: skip
 
 
 def extract_dataset(
@@ -152,6 +247,7 @@ def extract_dataset(
     window_config: WindowConfig | None = None,
     progress: bool = True,
     dummy_scans: int | None = None,
+    yasa: bool = False,
 ) -> pd.DataFrame:
     """Feature table of many runs of a ds003768-style dataset, with a progress bar.
 
@@ -163,19 +259,16 @@ def extract_dataset(
         Runs to extract; every run with EEG by default.
     dummy_scans : int | None
         Volume triggers before each run's first volume (see :func:`recordings.session.read_session`).
+    yasa : bool
+        Add YASA's stages (see :func:`extract_recordings`).
     """
-    from tqdm import tqdm
-
     runs = list_runs(root) if runs is None else runs
     if not runs:
         raise FileNotFoundError(f"{root}: no sub-*/eeg/*_eeg.vhdr run found")
-    tables = []
-    for paths in tqdm(runs, desc="extracting", unit="run", disable=not progress):
-        session = read_session(
-            paths.root, paths.subject, f"{paths.task}-{paths.run}", dummy_scans=dummy_scans
-        )
-        tables.append(extract_session(session, feature_config, window_config))
-    return pd.concat(tables, ignore_index=True)
+    table, _ = extract_recordings(
+        run_loaders(runs, dummy_scans), feature_config, window_config, progress=progress, yasa=yasa
+    )
+    return table
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> Path:

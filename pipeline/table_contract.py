@@ -42,6 +42,7 @@ def table_contract(
     feature_config: FeatureConfig,
     window_config: WindowConfig,
     source: str,
+    synthetic: bool | None = None,
 ) -> dict[str, Any]:
     """The contract of a table extracted from ``runs`` with these settings.
 
@@ -56,6 +57,8 @@ def table_contract(
         The settings of the extraction.
     source : str
         ``"surrogate"`` or the dataset's path.
+    synthetic : bool | None
+        Whether the data are surrogate; by default from the runs' sidecars.
     """
     eeg_sidecars = [_sidecar(run.eeg_sidecar) for run in runs]
     bold_sidecars = [_sidecar(run.bold_sidecar) for run in runs]
@@ -67,7 +70,8 @@ def table_contract(
         trs = [float(v) for v in pd.unique(table["tr"].dropna())]
     else:
         trs = [float(s["RepetitionTime"]) for s in bold_sidecars if "RepetitionTime" in s]
-    synthetic = any(SURROGATE_MARK in s for s in eeg_sidecars + bold_sidecars)
+    if synthetic is None:
+        synthetic = any(SURROGATE_MARK in s for s in eeg_sidecars + bold_sidecars)
     return {
         "feature_definitions": FEATURE_DEFINITIONS,
         "features": feature_config.to_dict(),

@@ -17,7 +17,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 def test_extract_whole_dataset_to_csv_and_one_run_to_parquet(short_dataset, tmp_path):
     everything = run_cli("extract", str(short_dataset), "-o", str(tmp_path / "all.csv"))
     assert everything.returncode == 0, everything.stderr
-    assert "wrote 61 windows of 2 run(s)" in everything.stdout
+    assert "wrote 61 windows of 2 recording(s)" in everything.stdout
     assert "extracting" in everything.stderr  # the progress bar
     table = pd.read_csv(tmp_path / "all.csv")
     assert list(table.columns[:6]) == ["subject", "task", "run", "window", "start", "end"]
