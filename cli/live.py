@@ -23,7 +23,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     live.add_argument("--eeg", default=None, metavar="QUERY", help="the EEG stream (default type:EEG)")
-    live.add_argument("--fmri", default=None, metavar="QUERY", help="the fMRI stream (default type:fMRI)")
+    live.add_argument(
+        "--fmri",
+        default=None,
+        metavar="QUERY",
+        help="the fMRI stream (default type:fMRI); 'none' for an EEG-only session",
+    )
     live.add_argument(
         "--triggers",
         default=None,
