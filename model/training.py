@@ -205,9 +205,11 @@ def cross_validate(data: Prepared, config: TrainConfig, progress: bool = True) -
             level: {**figures, "over_folds": summarise_folds([fold[level] for fold in per_fold[name]])}
             for level, figures in pooled.items()
         }
-    models["yasa"] = yasa_cross_validation(
-        _yasa_stages(data), data.y, data.subjects, data.epochs, data.names, [test for _, test in folds]
-    )
+    stages = _yasa_stages(data)
+    if stages is not None:
+        models["yasa"] = yasa_cross_validation(
+            stages, data.y, data.subjects, data.epochs, data.names, [test for _, test in folds]
+        )
     return {
         "folds": config.folds,
         "fold_subjects": fold_subjects,
@@ -324,10 +326,10 @@ def _yasa_stages(data: Prepared) -> np.ndarray | None:
 def _test_section(data: Prepared, test: np.ndarray, probabilities: dict[str, np.ndarray]) -> dict:
     stages = _yasa_stages(data)
     models = {name: _assess(data, test, proba) for name, proba in probabilities.items()}
-    models["yasa"] = assess_yasa(
-        None if stages is None else stages[test], data.y[test], data.subjects[test], data.epochs[test],
-        data.names,
-    )  # fmt: skip
+    if stages is not None:  # a table extracted with YASA (see pipeline.offline.extract_recordings)
+        models["yasa"] = assess_yasa(
+            stages[test], data.y[test], data.subjects[test], data.epochs[test], data.names
+        )
     return {
         "subjects": sorted(str(s) for s in set(data.subjects[test])),
         "models": models,
