@@ -277,7 +277,8 @@ class Expectation:
 def expected_features(spec: StreamSpec, window: Window, origin: int) -> Expectation:
     """Which features of ``window`` must be finite and which must be missing (docs/features.md).
 
-    EEG: a rate of at most twice 45 Hz, no usable EEG channel (EEG type, neither flat nor non-finite)
+    EEG: a band reaching the Nyquist frequency is missing (all seven when no band fits); no usable EEG
+    channel (EEG type, neither flat nor non-finite)
     or no whole Welch segment in the window leave all seven EEG features missing; one usable channel
     leaves the coherence missing. Otherwise, usable channels within ±1e9 µV give finite absolute band
     powers and spectral entropy, and usable channels that are all valid EEG (:func:`clean_eeg`) give
@@ -288,8 +289,9 @@ def expected_features(spec: StreamSpec, window: Window, origin: int) -> Expectat
     """
     config = spec.config
     expectation = Expectation()
-    if not window.sfreq > 2 * FREQUENCY_SPAN_HZ:
-        reason = f"EEG at {window.sfreq:g} Hz cannot give features up to {FREQUENCY_SPAN_HZ:g} Hz"
+    reachable = [high < window.sfreq / 2 for _, high in config.bands.values()]
+    if not any(reachable):
+        reason = f"EEG at {window.sfreq:g} Hz is too slow for any EEG feature"
         expectation.missing.update(dict.fromkeys(EEG_FEATURES, reason))
     else:
         bad = set(window.quality.bad_channels)
@@ -306,6 +308,10 @@ def expected_features(spec: StreamSpec, window: Window, origin: int) -> Expectat
             reason = "no whole Welch segment of EEG in the window"
             expectation.missing.update(dict.fromkeys(EEG_FEATURES, reason))
         else:
+            bands = zip(config.bands.items(), reachable, strict=True)
+            for index, ((name, (low, high)), ok) in enumerate(bands):
+                if not ok:
+                    expectation.missing[index] = f"{name} band ({low:g}-{high:g} Hz) reaches above"
             if len(usable) == 1:
                 expectation.missing[COHERENCE] = "coherence needs two usable EEG channels"
             data = window.eeg[usable]
@@ -314,7 +320,7 @@ def expected_features(spec: StreamSpec, window: Window, origin: int) -> Expectat
             if bounded:
                 expectation.finite.add(ENTROPY)
                 if config.power_scale == "absolute":
-                    expectation.finite.update(BAND_POWERS)
+                    expectation.finite.update(set(BAND_POWERS) - set(expectation.missing))
             if bounded and clean:
                 expectation.finite.update(set(EEG_FEATURES) - set(expectation.missing))
     volumes = window.fmri.shape[0]
@@ -447,8 +453,8 @@ def test_valid_input_gives_eleven_finite_features():
 def test_inputs_that_once_broke_the_features_give_flagged_windows():
     """Minimal examples the fuzzer found: each gives the features its input allows, the others named."""
     examples = {
-        "EEG at 64 Hz (raised ValueError)": (replace(PLAIN, sfreq=64.0), set(EEG_FEATURES)),
-        "EEG at 52.66 Hz (gamma silently 0)": (replace(PLAIN, sfreq=52.66), set(EEG_FEATURES)),
+        "EEG at 64 Hz (raised ValueError)": (replace(PLAIN, sfreq=64.0), {4}),  # gamma above Nyquist
+        "EEG at 52.66 Hz (gamma silently 0)": (replace(PLAIN, sfreq=52.66), {3, 4}),  # beta and gamma
         "EEG of 1e11 µV (coherence inf)": (replace(PLAIN, eeg_exponents=(11, 11)), {COHERENCE}),
         "a channel without power in some bins (coherence NaN)": (
             replace(PLAIN, eeg_kinds=("noise", "alternating")),
