@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from features.config import FEATURE_DEFINITIONS, FeatureConfig
+from model.bundle import BUNDLE_FORMAT
 from model.contract import (
     SYNTHETIC_WARNING,
     ContractError,
@@ -184,7 +185,7 @@ def test_a_bundle_trained_on_log_power_refuses_absolute_power_through_the_cli(sh
     trained = run_cli("train", str(tmp_path / "train.parquet"), "-o", str(tmp_path / "bundle"), *options)
     assert trained.returncode == 0, trained.stderr[-2000:]
     stored = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
-    assert stored["format"] == 2 and stored["contract"] == sidecar
+    assert stored["format"] == BUNDLE_FORMAT and stored["contract"] == sidecar
 
     setting = "the bundle was trained with features.power_scale = 'log'"
     evaluated = run_cli("evaluate", str(tmp_path / "bundle"), str(tmp_path / "abs.parquet"), "--folds", "0")
