@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli.recording_source import SESSION_HELP, add_recording_options, settings_of_bundle, table_argument
+from cli.recording_source import (
+    add_recording_options,
+    add_session_option,
+    settings_of_bundle,
+    table_argument,
+)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,11 +30,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "features", nargs="?", default=None,
         help="feature table (.csv or .parquet); or give the recordings with --session",
     )  # fmt: skip
-    evaluate.add_argument(
-        "--session", default=None, metavar="PATH",
-        help=f"extract the features of these recordings first ({SESSION_HELP}), with the bundle's feature "
-        "settings; the table is written into the report folder as features.parquet",
-    )  # fmt: skip
+    add_session_option(evaluate, "the bundle's", "the report folder")
     add_recording_options(evaluate)
     evaluate.add_argument("-o", "--output", default=None, help="report folder (default: MODEL/evaluation)")
     evaluate.add_argument("--folds", type=int, default=5)

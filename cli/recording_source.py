@@ -28,6 +28,27 @@ SESSION_HELP = (
 )
 
 
+def add_session_option(parser: argparse.ArgumentParser, settings: str, written_into: str) -> None:
+    """Add ``--session PATH`` (recordings to extract first) to ``train`` or ``evaluate``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's parser.
+    settings : str
+        Whose feature settings the extraction uses, for the help text (e.g. "the bundle's").
+    written_into : str
+        The folder the extracted table is written into, for the help text.
+    """
+    parser.add_argument(
+        "--session",
+        default=None,
+        metavar="PATH",
+        help=f"extract the features of these recordings first ({SESSION_HELP}), with {settings} feature "
+        f"settings; the table is written into {written_into} as features.parquet",
+    )
+
+
 def add_recording_options(parser: argparse.ArgumentParser, yasa: bool = True) -> None:
     """Add ``--hypnogram``, ``--eeg-unit`` (and ``--no-yasa``) to a command."""
     parser.add_argument(

@@ -41,6 +41,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     replay.add_argument("--loop", action="store_true", help="start again at the end")
     replay.add_argument(
+        "--linger",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="seconds the streams stay open after the end of a replay without --loop, so that consumers "
+        "receive its last samples (default 3)",
+    )
+    replay.add_argument(
         "--fmri-lag", type=float, default=0.0, metavar="S", help="fMRI delivery delay in seconds"
     )
     replay.add_argument(
@@ -136,6 +144,11 @@ def run(args: argparse.Namespace) -> int:
         try:
             while player.is_running:
                 time.sleep(0.2)
+            if player.error is None and args.linger > 0:
+                # Closing an outlet drops what it has not sent yet: after a fast replay that can be
+                # the end of the session.
+                print(f"Replay finished; streams open for {args.linger:g} s more.", flush=True)
+                time.sleep(args.linger)
         except KeyboardInterrupt:
             print("Stopping.", flush=True)
     if player.error is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli.recording_source import SESSION_HELP, add_recording_options, table_argument
+from cli.recording_source import add_recording_options, add_session_option, table_argument
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -28,11 +28,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "features", nargs="?", default=None,
         help="feature table (.csv or .parquet); or give the recordings with --session",
     )  # fmt: skip
-    train.add_argument(
-        "--session", default=None, metavar="PATH",
-        help=f"extract the features of these recordings first ({SESSION_HELP}); the table is written "
-        "into the bundle folder as features.parquet",
-    )  # fmt: skip
+    add_session_option(train, "the configuration's", "the bundle folder")
     add_recording_options(train)
     train.add_argument("-o", "--output", required=True, help="bundle folder to write")
     train.add_argument(

@@ -53,7 +53,10 @@ def _jsonable(value: object) -> Any:
 
 def _fmt(value: object) -> str:
     if isinstance(value, dict):
-        return f"{value['mean']:.3f} ± {value['sd']:.3f}"
+        mean, sd = value["mean"], value["sd"]
+        if mean is None or not np.isfinite(mean):  # e.g. a ROC AUC of a stager without probabilities
+            return "n/a"
+        return f"{mean:.3f} ± {sd:.3f}"
     return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
 
 
