@@ -25,6 +25,7 @@ from recordings.bids import RunPaths, normalise_subject, parse_run
 from recordings.montage import CHANNEL_TYPES, CHANNELS, REFERENCE, SAMPLE_INDEX_CHANNEL
 from recordings.scoring import read_scoring
 from simulators.night import synthesis_stages
+from simulators.scanner_artefacts import ScannerArtefactSettings, contaminate, settings_record
 from simulators.surrogate_bold import VOXEL_SIZE_MM, synthesize_bold
 from simulators.surrogate_eeg import subject_traits, synthesize_eeg
 
@@ -38,6 +39,9 @@ TAIL_SECONDS = 1.0
 BUNDLED_SUBJECT = "27"
 BUNDLED_RUNS = ("rest-1", "rest-2", "sleep-1", "sleep-2", "sleep-3")
 DEMO_RUN = "sleep-2"
+CLEAN_DERIVATIVE = Path("derivatives") / "surrogate-clean"
+"""Where an in-scanner run's clean signals go, relative to the dataset folder (same layout below it)."""
+_ARTEFACT_STREAM = 0x5CA7  # extra seed word: the artefacts' own random stream
 
 
 def stage_index(stages: tuple[str, ...] | list[str]) -> np.ndarray:
@@ -58,6 +62,7 @@ def write_surrogate_run(
     seed: int = 0,
     sample_index_channel: bool = False,
     scoring_source: str | Path | None = None,
+    scanner: ScannerArtefactSettings | None = None,
 ) -> RunPaths:
     """Write one surrogate run (EEG, BOLD, sidecars) into a ds003768-style folder.
 
@@ -79,6 +84,15 @@ def write_surrogate_run(
     scoring_source : path-like | None
         Scoring TSV to take the stages from; the shipped ds003768 file of the
         subject by default.
+    scanner : ScannerArtefactSettings | None
+        Record the EEG inside the scanner: gradient and ballistocardiogram artefacts
+        (:mod:`simulators.scanner_artefacts`, drawn from their own random stream, so the EEG and
+        EOG under them are the same as without them) locked to the volumes and to a simulated ECG
+        (which replaces the ECG channel's). The R128
+        markers are the volume onsets as a recorder logs them; the sidecar says ``"InScanner":
+        true`` and holds the settings under ``"ScannerArtefacts"``; the clean signals are
+        written with the same channels and markers under :data:`CLEAN_DERIVATIVE`. Pass
+        ``sfreq=5000`` (the real amplifier's rate) for a faithful artefact.
 
     Returns
     -------
@@ -108,8 +122,27 @@ def write_surrogate_run(
     run_time = np.arange(n_times) / sfreq - LEAD_IN_SECONDS
     epoch_of_sample = np.clip((run_time // EPOCH_SECONDS).astype(int), 0, scoring.n_epochs - 1)
     traits = subject_traits(int(subject) + 1000 * seed)
-    eeg = synthesize_eeg(epochs[epoch_of_sample], sfreq, rng, traits) * 1e-6  # volts, as pybv expects
-    trigger_samples = np.rint((LEAD_IN_SECONDS + np.arange(n_volumes) * TR) * sfreq).astype(int)
+    clean_eeg: np.ndarray | None = None
+    if scanner is None:
+        eeg = synthesize_eeg(epochs[epoch_of_sample], sfreq, rng, traits) * 1e-6  # volts, as pybv expects
+        trigger_samples = np.rint((LEAD_IN_SECONDS + np.arange(n_volumes) * TR) * sfreq).astype(int)
+    else:
+        contamination = contaminate(
+            synthesize_eeg(epochs[epoch_of_sample], sfreq, rng, traits),
+            CHANNEL_TYPES,
+            sfreq,
+            LEAD_IN_SECONDS,
+            n_volumes,
+            TR,
+            artefact_rng(seed, subject, task, run_number, sfreq),
+            scanner,
+            ch_names=CHANNELS,
+        )
+        eeg, clean_eeg = contamination.data, contamination.clean
+        eeg *= 1e-6  # volts, in place: a night at 5 kHz is large
+        clean_eeg *= 1e-6
+        trigger_samples = np.rint(contamination.trigger_times * sfreq).astype(int)
+        del contamination
 
     epoch_of_volume = np.clip(
         (np.arange(n_volumes) * TR // EPOCH_SECONDS).astype(int), 0, scoring.n_epochs - 1
@@ -124,6 +157,8 @@ def write_surrogate_run(
     )
     if sample_index_channel:
         eeg = np.vstack([eeg, np.arange(n_times, dtype=float)[None]])
+        if clean_eeg is not None:
+            clean_eeg = np.vstack([clean_eeg, np.arange(n_times, dtype=float)[None]])
         names.append(SAMPLE_INDEX_CHANNEL)
         types.append("misc")
         units.append("n/a")
@@ -137,9 +172,10 @@ def write_surrogate_run(
         image.header.set_xyzt_units("mm", "sec")
         nib.save(image, tmp / paths.bold.name)
         (tmp / paths.bold_sidecar.name).write_text(json.dumps(_bold_sidecar(task), indent=2))
-        (tmp / paths.eeg_sidecar.name).write_text(
-            json.dumps(_eeg_sidecar(task, sfreq, run_seconds, sample_index_channel), indent=2)
-        )
+        sidecar = _eeg_sidecar(task, sfreq, run_seconds, sample_index_channel)
+        if scanner is not None:
+            sidecar.update({"InScanner": True, "ScannerArtefacts": settings_record(scanner)})
+        (tmp / paths.eeg_sidecar.name).write_text(json.dumps(sidecar, indent=2))
         (tmp / paths.channels_tsv.name).write_text(
             "name\ttype\tunits\n"
             + "".join(
@@ -147,24 +183,35 @@ def write_surrogate_run(
                 for n, t, u in zip(names, types, units, strict=True)
             )
         )
-        with warnings.catch_warnings():
-            # The sample-index channel has no voltage unit, which pybv reports.
-            warnings.filterwarnings("ignore", message="Encountered unsupported non-voltage units")
-            pybv.write_brainvision(
-                data=eeg,
-                sfreq=sfreq,
-                ch_names=names,
-                ref_ch_names=REFERENCE,
-                fname_base=paths.eeg_header.name.removesuffix(".vhdr"),
-                folder_out=tmp,
-                events=[{"onset": int(s), "description": 128, "type": "Response"} for s in trigger_samples],
-                resolution=resolution,
-                unit=units,
-                fmt="binary_float32",
-                overwrite=True,
-            )
+        outputs = [(eeg, tmp)] if clean_eeg is None else [(eeg, tmp), (clean_eeg, _ensure(tmp / "clean"))]
+        for data, folder_out in outputs:
+            with warnings.catch_warnings():
+                # The sample-index channel has no voltage unit, which pybv reports.
+                warnings.filterwarnings("ignore", message="Encountered unsupported non-voltage units")
+                pybv.write_brainvision(
+                    data=data,
+                    sfreq=sfreq,
+                    ch_names=names,
+                    ref_ch_names=REFERENCE,
+                    fname_base=paths.eeg_header.name.removesuffix(".vhdr"),
+                    folder_out=folder_out,
+                    events=[
+                        {"onset": int(s), "description": 128, "type": "Response"} for s in trigger_samples
+                    ],
+                    resolution=resolution,
+                    unit=units,
+                    fmt="binary_float32",
+                    overwrite=True,
+                )
         # Move into place with the header last: a run is complete once its .vhdr exists.
-        moves = [
+        moves: list[tuple[str | Path, Path]] = []
+        if clean_eeg is not None:
+            clean_header = root / CLEAN_DERIVATIVE / paths.eeg_header.relative_to(root)
+            moves += [
+                (Path("clean") / clean_header.with_suffix(suffix).name, clean_header.with_suffix(suffix))
+                for suffix in (".eeg", ".vmrk", ".vhdr")
+            ]
+        moves += [
             (paths.bold.name, paths.bold),
             (paths.bold_sidecar.name, paths.bold_sidecar),
             (paths.eeg_sidecar.name, paths.eeg_sidecar),
@@ -188,6 +235,18 @@ def run_rng(seed: int, subject: str, task: str, run_number: int, sfreq: float) -
     """
     return np.random.default_rng(
         np.random.SeedSequence([seed, int(subject), hash_task(task), run_number, int(sfreq)])
+    )
+
+
+def artefact_rng(seed: int, subject: str, task: str, run_number: int, sfreq: float) -> np.random.Generator:
+    """The random generator of one run's scanner artefacts, apart from :func:`run_rng`.
+
+    The clean signals draw from :func:`run_rng` only, so they are the same with or without artefacts.
+    """
+    return np.random.default_rng(
+        np.random.SeedSequence(
+            [seed, int(subject), hash_task(task), run_number, int(sfreq), _ARTEFACT_STREAM]
+        )
     )
 
 
