@@ -330,28 +330,30 @@ def test_player_rejects_bad_arguments(short_session):
 
 
 def test_cli_replay_at_full_speed_delivers_its_last_sample(short_dataset, unique_prefix):
-    """Without --loop the streams stay open after the end until consumers have the whole session."""
+    """Without --loop the streams stay open after the end (--linger) until consumers have it all."""
+    expected = read_session(short_dataset, "99", "rest-1").n_times
     process = subprocess.Popen(
         [sys.executable, str(PROJECT / "run_stream.py"), "replay", "--session", str(short_dataset),
          "--subject", "99", "--run", "rest-1", "--speed", "max", "--prefix", unique_prefix,
-         "--wait-for-consumers", str(PATIENCE), "--linger", "10"],
+         "--wait-for-consumers", str(PATIENCE), "--linger", str(PATIENCE)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     try:
         inlets = {}
-        for kind in ("EEG", "fMRI", "Triggers"):
+        for kind in ("EEG", "fMRI", "Triggers"):  # the replay starts once each stream has a consumer
             found = pylsl.resolve_byprop("name", f"{unique_prefix}-{kind}", 1, RESOLVE_TIMEOUT)
             assert found, f"{kind} stream not found"
-            inlets[kind] = pylsl.StreamInlet(found[0], max_buflen=360)
+            inlets[kind] = pylsl.StreamInlet(found[0], max_buflen=360, recover=False)
             inlets[kind].open_stream(timeout=RESOLVE_TIMEOUT)
-        out, err = process.communicate(timeout=PATIENCE)
-        assert process.returncode == 0, err
-        pushed = int(out.split("Done: ")[1].split()[0])
-        _, samples = pull_until(inlets["EEG"], pushed, PATIENCE)
-        assert len(samples) == pushed
+        samples, _ = pull_until(inlets["EEG"], expected, PATIENCE)
+        assert len(samples) == expected
         index = samples[:, -1]  # the SampleIndex channel: every sample, in order, to the last
-        assert np.array_equal(index, np.arange(pushed))
+        assert np.array_equal(index, np.arange(expected))
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=PATIENCE)
     finally:
         if process.poll() is None:
             process.kill()
+    assert process.returncode == 0, err
+    assert "Replay finished; streams open for" in out
