@@ -8,6 +8,8 @@ import uuid
 
 from cli.common import add_pipeline_options, apply_pipeline_options, speed, stop_on_signals
 
+IN_SCANNER_RATE = 5000.0  # Hz: the raw rate of ds003768's MR amplifier
+
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``demo`` sub-command."""
@@ -22,6 +24,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     demo.add_argument("--speed", type=speed, default=1.0, help="replay speed (default: real time)")
+    demo.add_argument(
+        "--in-scanner",
+        action="store_true",
+        help="replay the session as recorded inside the scanner: raw 5-kHz EEG with MR gradient and pulse "
+        "artefacts, corrected live before the features (generated once, about two minutes, then cached)",
+    )
     add_pipeline_options(demo)
     demo.set_defaults(handler=run)
 
@@ -38,7 +46,13 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("error: the demo loops forever: give a finite --speed")
     settings = apply_pipeline_options(args)
     print("Preparing the bundled surrogate session (generated once, then cached)...", flush=True)
-    session = read_session(bundled_surrogate((DEMO_RUN,)), BUNDLED_SUBJECT, DEMO_RUN)
+    if args.in_scanner:
+        from simulators.scanner_artefacts import ScannerArtefactSettings
+
+        root = bundled_surrogate((DEMO_RUN,), sfreq=IN_SCANNER_RATE, scanner=ScannerArtefactSettings())
+    else:
+        root = bundled_surrogate((DEMO_RUN,))
+    session = read_session(root, BUNDLED_SUBJECT, DEMO_RUN)
     prefix = f"demo-{uuid.uuid4().hex[:6]}"
     # The replay waits for the pipeline to connect, so the demo starts at the session's beginning.
     player = SessionPlayer(
@@ -50,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_timeout=15,
         window=settings.window,
         queue_size=settings.streams.queue_size,
+        artefacts=settings.artefacts,
     )
     stop_on_signals()
     with player:

@@ -187,7 +187,11 @@ def extract_to(
 
     try:
         table, notes = extract_recordings(
-            sources.loaders, feature_config=settings.features, window_config=settings.window, yasa=yasa
+            sources.loaders,
+            feature_config=settings.features,
+            window_config=settings.window,
+            yasa=yasa,
+            artefacts=settings.artefacts,
         )
     except DatasetFormatError as err:
         raise SystemExit(f"error: {err}") from None

@@ -26,6 +26,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="HYPNOGRAM",
         help="instead of runs, write a full night (EDF + YASA-style hypnogram) following this hypnogram file",
     )
+    surrogate.add_argument(
+        "--in-scanner",
+        action="store_true",
+        help="record the runs inside the scanner: MR gradient and pulse (BCG) artefacts on the EEG, a "
+        "simulated ECG, raw rate 5000 Hz unless --sfreq says otherwise (at least 1000); the clean EEG is "
+        "written beside, in derivatives/surrogate-clean/",
+    )
+    surrogate.add_argument(
+        "--clock-mismatch-ppm",
+        type=float,
+        default=0.0,
+        metavar="PPM",
+        help="with --in-scanner: the amplifier's clock off the scanner's by this much (no sync box)",
+    )
     surrogate.add_argument("--seed", type=int, default=0)
     surrogate.add_argument("--sample-index", action="store_true", help="add a SampleIndex test channel")
     surrogate.set_defaults(handler=run)
@@ -49,14 +63,25 @@ def run(args: argparse.Namespace) -> int:
         edf, text = write_night(night, args.output, name)
         print(f"wrote {edf} and {text}", flush=True)
         return 0
+    scanner = None
+    if args.in_scanner:
+        from simulators.scanner_artefacts import ScannerArtefactSettings
+
+        try:
+            scanner = ScannerArtefactSettings(clock_mismatch_ppm=args.clock_mismatch_ppm)
+        except ValueError as err:
+            raise SystemExit(f"error: --clock-mismatch-ppm: {err}") from None
+        if args.sfreq is not None and args.sfreq < 1000:
+            raise SystemExit("error: --in-scanner needs an MR amplifier's raw rate: --sfreq of at least 1000")
     for run_name in args.runs:
         paths = write_surrogate_run(
             args.output,
             args.subject,
             run_name,
-            sfreq=args.sfreq or 250.0,
+            sfreq=args.sfreq or (5000.0 if scanner else 250.0),
             seed=args.seed,
             sample_index_channel=args.sample_index,
+            scanner=scanner,
         )
         print(f"wrote {paths.eeg_header} and {paths.bold}", flush=True)
     return 0

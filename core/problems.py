@@ -31,6 +31,11 @@ class ProblemCode(StrEnum):
     TRIGGER_LATENCY_CHANGED = "trigger_latency_changed"
     TRIGGER_PAIRING_UNVERIFIED = "trigger_pairing_unverified"
     STREAM_RESTARTED = "stream_restarted"
+    # Window level, in-scanner artefact correction (stream.artefact_correction)
+    GRADIENT_UNCORRECTED = "gradient_uncorrected"
+    GRADIENT_TRIGGER_INFERRED = "gradient_trigger_inferred"
+    BCG_UNCORRECTED = "bcg_uncorrected"
+    BCG_BEATS_FROM_EEG = "bcg_beats_from_eeg"
     # Feature level (features.extractor)
     EEG_RATE_TOO_LOW = "eeg_rate_too_low"
     EEG_BAND_ABOVE_NYQUIST = "eeg_band_above_nyquist"
@@ -75,6 +80,16 @@ _TEXT: dict[ProblemCode, Callable[[Mapping[str, Any]], str]] = {
         "(run start not seen, no expected latency set)"
     ),
     ProblemCode.STREAM_RESTARTED: lambda p: "stream restarted",
+    ProblemCode.GRADIENT_UNCORRECTED: lambda p: (
+        f"{p['seconds']:.2f} s of EEG with the MR gradient artefact not removed"
+    ),
+    ProblemCode.GRADIENT_TRIGGER_INFERRED: lambda p: (
+        f"gradient artefact removed over {p['seconds']:.2f} s with a volume trigger inferred from the TR"
+    ),
+    ProblemCode.BCG_UNCORRECTED: lambda p: f"{p['seconds']:.2f} s of EEG with the pulse artefact not removed",
+    ProblemCode.BCG_BEATS_FROM_EEG: lambda p: (
+        f"pulse artefact removed over {p['seconds']:.2f} s with heartbeats found in the EEG (ECG unusable)"
+    ),
     ProblemCode.EEG_RATE_TOO_LOW: lambda p: (
         f"EEG at {p['sfreq']:g} Hz is too slow for any EEG feature "
         f"(the lowest band, up to {p['highest']:g} Hz, needs more than {2 * p['highest']:g} Hz)"

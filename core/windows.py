@@ -54,6 +54,11 @@ class WindowQuality:
         How volumes are paired with their triggers: ``"run_start"`` (by order from a run's
         first trigger and the dummy scans), ``"expected_latency"`` (the configured latency),
         ``"assumed"`` (the latency was assumed to be within TR/2 of 0: flagged), or None.
+    artefact_seconds : dict of str to float
+        In-scanner EEG: seconds of the window's EEG that the artefact correction could not fully
+        correct, by kind (``gradient_uncorrected``, ``gradient_trigger_inferred``,
+        ``bcg_uncorrected``, ``bcg_beats_from_eeg``); empty when all was corrected or there is no
+        correction.
     problems : list of Problem
         Everything above that is wrong, as codes with parameters (:mod:`core.problems`).
     usable : bool
@@ -77,6 +82,7 @@ class WindowQuality:
     restarted: bool = False
     trigger_latency: float | None = None
     fmri_pairing: str | None = None
+    artefact_seconds: dict[str, float] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     usable: bool = True
 
@@ -95,6 +101,7 @@ class WindowQuality:
         record = {name: getattr(self, name) for name in _QUALITY_FIELDS}
         for name in ("nonfinite_channels", "flat_channels"):
             record[name] = list(record[name])
+        record["artefact_seconds"] = dict(self.artefact_seconds)
         record["problems"] = self.problem_texts
         record["problem_codes"] = [p.as_dict() for p in self.problems]
         record["bad_channels"] = self.bad_channels

@@ -25,21 +25,43 @@ from features.extractor import FeatureExtractor, FeatureVector
 from recordings.bids import RunPaths, list_runs
 from recordings.recording import Recording
 from recordings.session import read_session
-from stream.config import WindowConfig
+from stream.artefact_correction import ArtefactCorrection
+from stream.config import ArtefactConfig, WindowConfig
 from stream.windower import MultiRateWindower
 
 CHUNK_SECONDS = 1.0
 
 
-def session_windows(session: Recording, window_config: WindowConfig | None = None) -> Iterator[Window]:
+def session_windows(
+    session: Recording, window_config: WindowConfig | None = None, artefacts: ArtefactConfig | None = None
+) -> Iterator[Window]:
     """Windows of a recording, as a live acquisition would cut them.
 
     Times are seconds from the first EEG sample of the recording. The recording's volume
     times are its volumes' own triggers (dummy scans already left out), so each volume is
     stamped at its trigger: an export latency of 0, no dummy scan. A recording without
     BOLD is cut as an EEG-only session (no fMRI, no triggers; the TR argument is unused).
+    EEG recorded in the scanner (``Recording.in_scanner``, with ``artefacts.correction`` auto, or
+    ``on``) goes through the artefact correction, its triggers (dummy scans included) fed just
+    before the EEG they start in, as a live trigger stream delivers them.
     """
     config = dataclasses.replace(window_config or WindowConfig(), expected_latency=0.0, dummy_scans=0)
+    artefacts = artefacts or ArtefactConfig()
+    correction = (
+        ArtefactCorrection(
+            artefacts,
+            session.sfreq,
+            session.ch_names,
+            session.ch_types,
+            tr=session.tr,
+            slices_per_volume=session.slices_per_volume,
+            feature_rate=config.feature_rate_hz,
+        )
+        if artefacts.enabled(session.in_scanner)
+        else None
+    )
+    gradient_triggers = session.gradient_triggers if correction is not None else None
+    sent_gradient = 0
     has_fmri = session.has_fmri
     windower = MultiRateWindower(
         config,
@@ -51,6 +73,7 @@ def session_windows(session: Recording, window_config: WindowConfig | None = Non
         use_triggers=has_fmri,
         use_truth=session.hypnogram is not None,
         use_fmri=has_fmri,
+        correction=correction,
     )
     sfreq = session.sfreq
     chunk = max(1, int(CHUNK_SECONDS * sfreq))
@@ -60,11 +83,15 @@ def session_windows(session: Recording, window_config: WindowConfig | None = Non
     sent_volumes = sent_stages = 0
     for start in range(0, session.n_times, chunk):
         stop = min(session.n_times, start + chunk)
+        if gradient_triggers is not None:
+            due = int(np.searchsorted(gradient_triggers, (stop - 1) / sfreq, side="right"))
+            windower.add_gradient_triggers(gradient_triggers[sent_gradient:due])
+            sent_gradient = due
         windower.add_eeg(np.arange(start, stop) / sfreq, session.eeg_samples(start, stop))
         now = (stop - 1) / sfreq
         due = int(np.searchsorted(volume_times, now, side="right"))
         if due > sent_volumes:
-            windower.add_triggers(volume_times[sent_volumes:due])
+            windower.add_triggers(volume_times[sent_volumes:due], gradient=False)
             windower.add_fmri(
                 np.arange(sent_volumes, due),
                 volume_times[sent_volumes:due],
@@ -130,8 +157,9 @@ def extract_session(
     session: Recording,
     feature_config: FeatureConfig | None = None,
     window_config: WindowConfig | None = None,
+    artefacts: ArtefactConfig | None = None,
 ) -> pd.DataFrame:
-    """Feature table of one recording: one row per window.
+    """Feature table of one recording: one row per window (in-scanner EEG corrected).
 
     Returns
     -------
@@ -143,7 +171,10 @@ def extract_session(
     """
     extractor = FeatureExtractor(feature_config)
     origin = float(session.origin)
-    rows = [window_record(w, extractor.compute(w), origin) for w in session_windows(session, window_config)]
+    rows = [
+        window_record(w, extractor.compute(w), origin)
+        for w in session_windows(session, window_config, artefacts)
+    ]
     table = pd.DataFrame(rows)
     if not session.has_fmri and not table.empty:
         table["tr"] = math.nan
@@ -187,6 +218,7 @@ def extract_recordings(
     window_config: WindowConfig | None = None,
     progress: bool = True,
     yasa: bool = True,
+    artefacts: ArtefactConfig | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Feature table of many recordings (any format), one after the other, with a progress bar.
 
@@ -201,6 +233,8 @@ def extract_recordings(
     yasa : bool
         Add YASA's stage of each window's epoch (column ``yasa_stage``) where YASA can stage
         the recording, so that evaluations show the field's baseline on the same epochs.
+    artefacts : ArtefactConfig | None
+        In-scanner artefact correction (default: ``auto``, for recordings made in the scanner).
 
     Returns
     -------
@@ -217,7 +251,7 @@ def extract_recordings(
     notes: list[str] = []
     for load in tqdm(loaders, desc="extracting", unit="recording", disable=not progress):
         recording = load()
-        table = extract_session(recording, feature_config, window_config)
+        table = extract_session(recording, feature_config, window_config, artefacts)
         if yasa:
             try:
                 table, note = with_yasa_stages(table, recording)

@@ -1,6 +1,6 @@
 """One typed configuration for every command: defaults, a TOML file, then command-line flags.
 
-The sections reuse each part's own typed configuration (``stream.config.WindowConfig``,
+The sections reuse each part's own typed configuration (``stream.config.WindowConfig``, ``ArtefactConfig``,
 ``features.config.FeatureConfig``, ``scanner.config.SourceConfig`` for ``fmri-source``,
 ``model.training.TrainConfig`` for ``train``), so a value is validated by the part that uses it.
 ``run_stream.py config`` prints the effective configuration as TOML; the same text, edited,
@@ -22,7 +22,7 @@ from features.config import FeatureConfig
 from model.bundle import DEFAULT_BUNDLE
 from model.training import TrainConfig
 from scanner.config import SourceConfig
-from stream.config import AcquisitionConfig, StreamQuery, WindowConfig
+from stream.config import AcquisitionConfig, ArtefactConfig, StreamQuery, WindowConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -172,6 +172,9 @@ class Settings:
         A lab's ``lsl_api.cfg``; None is the project's loopback-only configuration.
     streams : StreamSettings
     window : WindowConfig
+    artefacts : ArtefactConfig
+        In-scanner EEG: gradient and pulse-artefact correction (``auto``: when the EEG stream
+        says it is in the scanner).
     features : FeatureConfig
     model : ModelSettings
     server : ServerSettings
@@ -187,6 +190,7 @@ class Settings:
     lsl_config: str | None = None
     streams: StreamSettings = field(default_factory=StreamSettings)
     window: WindowConfig = field(default_factory=WindowConfig)
+    artefacts: ArtefactConfig = field(default_factory=ArtefactConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelSettings = field(default_factory=ModelSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -208,6 +212,7 @@ class Settings:
             window=self.window,
             queue_size=streams.queue_size,
             inlet_buffer_seconds=streams.inlet_buffer_seconds,
+            artefacts=self.artefacts,
         )
 
     def replace(self, section: str, **values: Any) -> Settings:
@@ -245,7 +250,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
     Parameters
     ----------
     path : str | Path | None
-        A TOML file with any of the sections ``streams``, ``window``, ``features``, ``model``,
+        A TOML file with any of the sections ``streams``, ``window``, ``artefacts``, ``features``, ``model``,
         ``server``, ``recording``, ``fmri_source``, ``train`` and the top-level key ``lsl_config``.
         A key left out keeps its default.
 

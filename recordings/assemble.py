@@ -11,7 +11,7 @@ import numpy as np
 from recordings.companions import find_hypnogram, hypnogram_origin, load_hypnogram
 from recordings.errors import DatasetFormatError
 from recordings.hypnogram import Hypnogram
-from recordings.recording import Recording, identity_from_path
+from recordings.recording import Recording, identity_from_path, looks_in_scanner
 from recordings.units import check_amplitudes, voltage_scales
 
 if TYPE_CHECKING:
@@ -97,6 +97,7 @@ def assemble(
         hypnogram=scored,
         origin=origin or 0.0,
         unit_scale=voltage_scales(ch_types, units, eeg_unit),
+        in_scanner=looks_in_scanner(float(raw.info["sfreq"]), triggers.size),
     )
     check_amplitudes(recording, path, eeg_unit)
     return recording

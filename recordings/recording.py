@@ -26,6 +26,26 @@ _BLOCK_SECONDS = 10.0
 
 CHANNEL_TYPES: tuple[str, ...] = ("eeg", "eog", "ecg", "emg", "misc")
 """The channel types a recording's channels take."""
+RAW_SCANNER_RATE = 2000.0
+"""Hz: EEG with volume triggers sampled at least this fast is taken as raw in-scanner EEG (MR
+amplifiers record at 5 kHz; an export already corrected is usually at a few hundred Hz)."""
+
+
+def looks_in_scanner(sfreq: float, n_triggers: int, declared: bool | None = None) -> bool:
+    """Whether a recording's EEG carries the scanner's artefacts (to be corrected).
+
+    Parameters
+    ----------
+    sfreq : float
+        EEG rate in Hz.
+    n_triggers : int
+        Volume triggers in the recording.
+    declared : bool | None
+        What the recording's sidecar says (``"InScanner"``), which wins; None when it says nothing.
+    """
+    if declared is not None:
+        return declared
+    return n_triggers >= 2 and sfreq >= RAW_SCANNER_RATE
 
 
 @dataclass
@@ -65,6 +85,14 @@ class Recording:
         microvolts for voltage channels by default).
     region_labels : tuple of str
         Region names when there is no parcellation (an fMRI stream of an XDF file).
+    in_scanner : bool
+        The EEG was recorded in the scanner and still carries its gradient and pulse artefacts
+        (:func:`looks_in_scanner`); the artefact correction then runs on it (``auto``).
+    slices_per_volume : int | None
+        Slices of one volume, when known (the BOLD sidecar's ``SliceTiming``).
+    gradient_triggers : np.ndarray
+        Every volume trigger (dummy scans included): where each gradient artefact starts. By
+        default the volume times.
     """
 
     subject: str
@@ -83,6 +111,9 @@ class Recording:
     dummy_scans: int = 0
     unit_scale: np.ndarray | None = None
     region_labels: tuple[str, ...] = ()
+    in_scanner: bool = False
+    slices_per_volume: int | None = None
+    gradient_triggers: np.ndarray | None = None
     _block: tuple[int, np.ndarray] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +122,9 @@ class Recording:
         if self.unit_scale is None:
             self.unit_scale = np.array([1e6 if t in VOLTAGE_TYPES else 1.0 for t in self.ch_types])
         self.volume_times = np.asarray(self.volume_times, dtype=float)
+        if self.gradient_triggers is None:
+            self.gradient_triggers = self.volume_times
+        self.gradient_triggers = np.asarray(self.gradient_triggers, dtype=float)
         if self.roi_means.shape[0] != self.volume_times.size and self.roi_means.size:
             raise ValueError(
                 f"{self.roi_means.shape[0]} region-mean rows for {self.volume_times.size} volumes"

@@ -14,7 +14,7 @@ from recordings.bids import RunPaths, normalise_subject, parse_run
 from recordings.brainvision import open_brainvision, table_channel_types, volume_trigger_times
 from recordings.errors import DatasetFormatError
 from recordings.hypnogram import Hypnogram
-from recordings.recording import Recording
+from recordings.recording import Recording, looks_in_scanner
 from recordings.regions import (
     Parcellation,
     atlas_parcellation,
@@ -78,6 +78,7 @@ def read_session(
     bold_img = _load_nifti(paths.bold, ndim=4)
     n_volumes = bold_img.shape[3]
     skipped = _dummy_scans(paths, triggers.size, n_volumes, dummy_scans)
+    all_triggers = triggers
     triggers = triggers[skipped:]
     if triggers.size > n_volumes:
         warnings.warn(
@@ -110,6 +111,9 @@ def read_session(
         dummy_scans=skipped,
         source_format="ds003768",
         source=paths.eeg_header,
+        in_scanner=looks_in_scanner(float(raw.info["sfreq"]), all_triggers.size, _declared_in_scanner(paths)),
+        slices_per_volume=_slices_per_volume(paths),
+        gradient_triggers=all_triggers,
     )
 
 
@@ -185,6 +189,24 @@ def _sidecar(sidecar: Path) -> dict:
     except json.JSONDecodeError as err:
         raise DatasetFormatError(sidecar, f"invalid JSON ({err.msg})", line=err.lineno) from None
     return meta if isinstance(meta, dict) else {}
+
+
+def _declared_in_scanner(paths: RunPaths) -> bool | None:
+    """The EEG sidecar's ``InScanner`` (a simulated in-scanner run says so), or None."""
+    if not paths.eeg_sidecar.is_file():
+        return None
+    try:
+        meta = json.loads(paths.eeg_sidecar.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    declared = meta.get("InScanner") if isinstance(meta, dict) else None
+    return declared if isinstance(declared, bool) else None
+
+
+def _slices_per_volume(paths: RunPaths) -> int | None:
+    """Slices per volume: the length of the BOLD sidecar's ``SliceTiming`` (BIDS), if given."""
+    timing = _sidecar(paths.bold_sidecar).get("SliceTiming")
+    return len(timing) if isinstance(timing, list) and timing else None
 
 
 def _repetition_time(paths: RunPaths) -> float:

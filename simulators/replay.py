@@ -248,10 +248,16 @@ class SessionPlayer:
         eeg.set_channel_labels(session.ch_names)
         eeg.set_channel_types(list(session.ch_types))
         eeg.set_channel_units(list(session.channel_units))
+        # An in-scanner recording says so, for the consumer's artefact correction (auto).
+        scanner = (
+            {"in_scanner": "true", "slices_per_volume": str(session.slices_per_volume or "")}
+            if session.in_scanner
+            else {}
+        )
         if session.source_format == "ds003768":
-            self._describe(eeg, reference="FCz", manufacturer="Brain Products (replay)")
+            self._describe(eeg, reference="FCz", manufacturer="Brain Products (replay)", **scanner)
         else:
-            self._describe(eeg, manufacturer=f"{session.source_format} recording (replay)")
+            self._describe(eeg, manufacturer=f"{session.source_format} recording (replay)", **scanner)
         return pylsl.StreamOutlet(eeg, max_buffered=self._buffered)
 
     def _regions_description(self) -> str:

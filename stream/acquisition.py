@@ -22,6 +22,7 @@ import numpy as np
 
 from core.layouts import fmri_layout
 from core.windows import Window
+from stream.artefact_correction import ArtefactCorrection
 from stream.config import AcquisitionConfig
 from stream.dejitter import ClockUpdate
 from stream.discovery import find_stream
@@ -59,6 +60,22 @@ def declared_stamp_latency(info: Any) -> float | None:
     except ValueError:
         return None
     return latency if latency is not None and math.isfinite(latency) and -30 <= latency <= 60 else None
+
+
+def scanner_description(info: Any) -> tuple[bool, int | None]:
+    """Whether an EEG stream says it is recorded in the scanner, and the slices per volume it gives.
+
+    Read from ``<session><in_scanner>true</in_scanner><slices_per_volume>35</slices_per_volume>``
+    in the stream's description (the replay of an in-scanner recording writes them).
+    """
+    session = info.desc().child("session")
+    in_scanner = session.child_value("in_scanner").strip().lower() in ("true", "1", "yes")
+    text = session.child_value("slices_per_volume")
+    try:
+        slices = int(text) if text else None
+    except ValueError:
+        slices = None
+    return in_scanner, slices if slices is not None and slices >= 1 else None
 
 
 class Acquisition:
@@ -202,8 +219,10 @@ class Acquisition:
         windower = self.windower
         if windower is not None and self.triggers is not None and self.fmri is not None:
             self.fmri.health.record_pairing(windower.volumes)
+        correction = windower.correction if windower is not None else None
         return {
             "streams": {reader.kind: reader.health.snapshot() for reader in self.readers},
+            "artefacts": correction.status() if correction is not None else None,
             "windows": {
                 "emitted": windower.windows_emitted if windower else 0,
                 "skipped": windower.windows_skipped if windower else 0,
@@ -231,6 +250,22 @@ class Acquisition:
         if window.expected_latency is None and declared is not None:
             # The source says how late its stamps are (a replay stamps volumes at their triggers).
             window = dataclasses.replace(window, expected_latency=declared)
+        in_scanner, slices = scanner_description(info)
+        if self.config.artefacts.enabled(in_scanner) and self.triggers is None:
+            logger.warning("the EEG is from the scanner but no trigger stream is read: gradients stay")
+        correction = (
+            ArtefactCorrection(
+                self.config.artefacts,
+                info.nominal_srate(),
+                ch_names,
+                ch_types,
+                tr=tr if fmri_info is not None else None,
+                slices_per_volume=slices,
+                feature_rate=window.feature_rate_hz,
+            )
+            if self.config.artefacts.enabled(in_scanner)
+            else None
+        )
         return MultiRateWindower(
             window,
             info.nominal_srate(),
@@ -241,6 +276,7 @@ class Acquisition:
             use_triggers=self.triggers is not None,
             use_truth=self.truth is not None,
             use_fmri=self.fmri is not None,
+            correction=correction,
         )
 
     def _connected_windower(self) -> MultiRateWindower:
@@ -308,7 +344,9 @@ class Acquisition:
                 last_pull = time.monotonic()
                 now = pylsl.local_clock()
                 received = 0
-                for reader in self.readers:
+                # Triggers first: the gradient correction holds EEG only briefly for its volume's
+                # trigger, so a trigger must not reach it after a large EEG chunk it starts in.
+                for reader in sorted(self.readers, key=lambda r: r is not self.triggers):
                     received += reader.pull(now)
                 for window in self._connected_windower().poll():
                     if self.on_window is not None:

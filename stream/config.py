@@ -180,6 +180,99 @@ class WindowConfig:
         return math.ceil((self.fmri_window + self.hop + self.max_fmri_wait + self.buffer_margin) / tr) + 2
 
 
+ARTEFACT_MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class ArtefactConfig:
+    """Online correction of the MR gradient and pulse (BCG) artefacts of EEG recorded in the scanner.
+
+    The correction runs on the raw EEG between acquisition and the windows
+    (``stream/artefact_correction.py``): gradient artefact subtraction at the stream's own rate,
+    anti-alias decimation to the feature rate, then BCG subtraction. See ``docs/artefacts.md``.
+
+    Parameters
+    ----------
+    correction : str
+        ``"auto"`` (default): on when the EEG stream's description (or the recording's sidecar)
+        says it was recorded in the scanner (``in_scanner``), off otherwise; ``"on"``; ``"off"``.
+    slices_per_volume : int | None
+        Slices of one fMRI volume (the BOLD sidecar's ``SliceTiming`` length); the gradient
+        template is aligned and fitted slice by slice. None: taken from the stream or recording
+        when it says, else the volume is corrected in ~64-ms blocks.
+    template_volumes : int
+        Volumes averaged in the moving gradient template (Allen et al. 2000).
+    min_template_volumes : int
+        Volumes needed before the gradient template is used (before: uncorrected, flagged).
+    residual_components : int
+        Principal components of the recent residuals fitted and removed per segment (optimal basis
+        set, Niazy et al. 2005); 0 for average subtraction alone.
+    slice_template : bool
+        When the slices per volume are known, build the template from the average slice of the last
+        volumes (every slice plays the same gradient program: the EEG and pulse artefact averaged
+        into it fall by the slice count more); False: the plain average of whole volumes.
+    trigger_wait : float
+        Seconds of EEG held for a late volume trigger before the EEG passes uncorrected (flagged).
+    bcg : bool
+        Remove the pulse artefact (ballistocardiogram) too.
+    bcg_template_beats : int
+        Heartbeats in the moving BCG template.
+    bcg_components : int
+        Most components of the BCG template fitted per beat (those standing above the EEG are kept;
+        0: the mean beat alone).
+    bcg_after : float
+        Seconds after each R peak the BCG template covers (the pulse artefact lasts up to ~0.8 s):
+        the main part of the latency the correction adds.
+    ecg_channel : str | None
+        The ECG channel's name; None: the first channel of type ``ecg``.
+    """
+
+    correction: str = "auto"
+    slices_per_volume: int | None = None
+    template_volumes: int = 20
+    min_template_volumes: int = 4
+    residual_components: int = 4
+    slice_template: bool = True
+    trigger_wait: float = 0.5
+    bcg: bool = True
+    bcg_template_beats: int = 30
+    bcg_components: int = 3
+    bcg_after: float = 0.8
+    ecg_channel: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.correction not in ARTEFACT_MODES:
+            raise ValueError(
+                f"ArtefactConfig.correction = {self.correction!r} must be one of {', '.join(ARTEFACT_MODES)}"
+            )
+        whole = {
+            "slices_per_volume": (self.slices_per_volume, 1),
+            "template_volumes": (self.template_volumes, 2),
+            "min_template_volumes": (self.min_template_volumes, 1),
+            "residual_components": (self.residual_components, 0),
+            "bcg_template_beats": (self.bcg_template_beats, 2),
+            "bcg_components": (self.bcg_components, 0),
+        }
+        for name, (value, least) in whole.items():
+            if value is None and name == "slices_per_volume":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"ArtefactConfig.{name} = {value!r} must be a whole number >= {least}")
+        if self.min_template_volumes > self.template_volumes:
+            raise ValueError(
+                f"ArtefactConfig.min_template_volumes = {self.min_template_volumes} exceeds "
+                f"template_volumes = {self.template_volumes}"
+            )
+        for name, low, high in (("trigger_wait", 0.05, 10.0), ("bcg_after", 0.3, 1.5)):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and low <= value <= high):
+                raise ValueError(f"ArtefactConfig.{name} = {value!r} must be in [{low:g}, {high:g}] s")
+
+    def enabled(self, in_scanner: bool) -> bool:
+        """Whether to correct a stream or recording that says (or not) it was recorded in the scanner."""
+        return self.correction == "on" or (self.correction == "auto" and in_scanner)
+
+
 @dataclass(frozen=True)
 class AcquisitionConfig:
     """Which streams to consume and what to expect of them.
@@ -209,6 +302,8 @@ class AcquisitionConfig:
     inlet_buffer_seconds : int
         Seconds of data each LSL inlet holds before liblsl drops the oldest (360 s covers any
         real-time hiccup; consuming a replay pushed as fast as possible needs the whole run).
+    artefacts : ArtefactConfig
+        In-scanner artefact correction (auto: when the EEG stream says it is in the scanner).
     """
 
     eeg: StreamQuery = field(default_factory=lambda: StreamQuery(stype="EEG"))
@@ -221,6 +316,7 @@ class AcquisitionConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     queue_size: int = 64
     inlet_buffer_seconds: int = 360
+    artefacts: ArtefactConfig = field(default_factory=ArtefactConfig)
 
     def __post_init__(self) -> None:
         if self.inlet_buffer_seconds < 1:
@@ -229,6 +325,11 @@ class AcquisitionConfig:
             raise ValueError(f"resolve_timeout must be > 0, got {self.resolve_timeout}")
         if self.queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {self.queue_size}")
+        if self.artefacts.correction == "on" and self.triggers is None:
+            raise ValueError(
+                "artefact correction is on but no volume-trigger stream is configured: the gradient "
+                "artefact is removed volume by volume, from the triggers"
+            )
 
     def queries(self) -> dict[str, StreamQuery]:
         """The query of every stream to consume, by kind (``eeg``, ``fmri``, ``triggers``, ``truth``)."""

@@ -25,6 +25,7 @@ from core.channels import VOLTAGE_TYPES
 from core.problems import ProblemCode, problem
 from core.stages import EPOCH_SECONDS
 from core.windows import MIN_FMRI_VOLUMES, Window, WindowQuality
+from stream.artefact_correction import SPAN_PROBLEMS, ArtefactCorrection, Span
 from stream.buffers import EventBuffer, SampleRingBuffer
 from stream.channel_checks import ChannelChecks
 from stream.config import WindowConfig
@@ -61,6 +62,9 @@ class MultiRateWindower:
     use_fmri : bool
         Whether an fMRI stream is consumed; False (an EEG-only session): windows never wait for
         fMRI and are usable without it.
+    correction : ArtefactCorrection | None
+        In-scanner EEG: the gradient and pulse-artefact correction chain the EEG goes through
+        (it decimates too); None: EEG recorded outside the scanner, or already corrected.
     """
 
     def __init__(
@@ -75,19 +79,22 @@ class MultiRateWindower:
         use_triggers: bool = True,
         use_truth: bool = False,
         use_fmri: bool = True,
+        correction: ArtefactCorrection | None = None,
     ) -> None:
         if len(ch_names) != len(ch_types):
             raise ValueError(f"{len(ch_names)} channel names but {len(ch_types)} channel types")
         self.config = config
         self.input_sfreq = float(sfreq)
+        self.correction = correction
         factor = decimation_factor(self.input_sfreq, config.feature_rate_hz)
         # Voltages are low-pass filtered before they are decimated; misc channels (a sample counter) picked.
         self.decimator = (
             StreamingDecimator(self.input_sfreq, factor, np.array([t in VOLTAGE_TYPES for t in ch_types]))
-            if factor > 1
+            if factor > 1 and correction is None
             else None
         )
-        self.sfreq = self.input_sfreq / factor
+        self.sfreq = correction.sfreq if correction is not None else self.input_sfreq / factor
+        self._spans: deque[Span] = deque(maxlen=4096)
         self.ch_names = tuple(ch_names)
         self.ch_types = tuple(ch_types)
         self.region_names = tuple(region_names)
@@ -131,9 +138,20 @@ class MultiRateWindower:
             # The stream's first sample is also the first one decimation keeps.
             self._next_end = float(times[0]) + self.config.eeg_window
             self.volumes.observe_from(float(times[0]))
-        if self.decimator is not None:
+        if self.correction is not None:
+            times, data, spans = self.correction.process(times, data)
+            self._add_spans(spans)
+        elif self.decimator is not None:
             times, data = self.decimator.process(times, data)
         self._append_eeg(times, data)
+
+    def _add_spans(self, spans: list[Span]) -> None:
+        for start, end, kind in spans:
+            last = self._spans[-1] if self._spans else None
+            if last is not None and last[2] == kind and start <= last[1] + 1.0 / self.sfreq:
+                self._spans[-1] = (last[0], max(last[1], end), kind)  # one span per stretch
+            else:
+                self._spans.append((start, end, kind))
 
     def _append_eeg(self, times: np.ndarray, data: np.ndarray) -> None:
         if len(times) == 0:
@@ -147,6 +165,11 @@ class MultiRateWindower:
     def add_gap(self, gap: Gap) -> None:
         """Record an EEG dropout (the high-pass, if any, restarts after it)."""
         self._gaps.append(gap)
+        if self.correction is not None:
+            # The artefact templates assume unbroken sampling: what is held goes out, then afresh.
+            times, data, spans = self.correction.flush()
+            self._add_spans(spans)
+            self._append_eeg(times, data)
         if self.highpass is not None:
             self.highpass.reset()
 
@@ -154,9 +177,16 @@ class MultiRateWindower:
         """Record fMRI samples: volume index, own timestamp, region means."""
         self.volumes.add_volumes(indices, stamps, values)
 
-    def add_triggers(self, times: np.ndarray) -> None:
-        """Record volume-trigger times."""
+    def add_triggers(self, times: np.ndarray, *, gradient: bool = True) -> None:
+        """Record volume-trigger times (and, unless ``gradient`` is False, gradient artefact onsets)."""
         self.volumes.add_triggers(times)
+        if gradient:
+            self.add_gradient_triggers(times)
+
+    def add_gradient_triggers(self, times: np.ndarray) -> None:
+        """Volume triggers for the gradient-artefact correction alone (e.g. of dummy scans)."""
+        if self.correction is not None:
+            self.correction.add_triggers(times)
 
     def add_truth(self, times: np.ndarray, stages: list[str]) -> None:
         """Record scored stages at their epoch starts."""
@@ -171,12 +201,15 @@ class MultiRateWindower:
         self.truth.clear()
         self._truth_given_up = None
         self._gaps.clear()
+        self._spans.clear()
         self._next_end = None
         self._restarted = True
         if self.highpass is not None:
             self.highpass.reset()
         if self.decimator is not None:
             self.decimator.reset()
+        if self.correction is not None:
+            self.correction.reset()
 
     # -- output --------------------------------------------------------------
     def poll(self) -> list[Window]:
@@ -210,7 +243,11 @@ class MultiRateWindower:
         Live streams never end, so only offline extraction calls this. Decimation's pending
         samples come out first (the last sample standing for the EEG after it).
         """
-        if self.decimator is not None:
+        if self.correction is not None:
+            times, data, spans = self.correction.flush()
+            self._add_spans(spans)
+            self._append_eeg(times, data)
+        elif self.decimator is not None:
             self._append_eeg(*self.decimator.flush())
         windows = []
         latest = self.eeg.latest_time
@@ -283,6 +320,10 @@ class MultiRateWindower:
             quality.flat_channels = [n for n, is_flat in zip(self.ch_names, flat, strict=True) if is_flat]
         if times.size > 1:
             quality.eeg_rate = round(self._sample_rate(times, unbroken=not quality.gaps), 3)
+        for span_start, span_end, kind in self._spans:
+            overlap = min(span_end, end) - max(span_start, start)
+            if overlap > 0:
+                quality.artefact_seconds[kind] = round(quality.artefact_seconds.get(kind, 0.0) + overlap, 3)
 
         volumes = self.volumes.volumes_between(end - config.fmri_window, end)
         fmri = (
@@ -295,7 +336,9 @@ class MultiRateWindower:
         quality.fmri_expected = (
             self.volumes.triggers_between(end - config.fmri_window, end)
             if self.use_triggers
-            else int(config.fmri_window // self.tr) if self.use_fmri else 0
+            else int(config.fmri_window // self.tr)
+            if self.use_fmri
+            else 0
         )
         if volumes:
             quality.fmri_staleness = round(end - volumes[-1].time, 4)
@@ -377,6 +420,8 @@ class MultiRateWindower:
             self._judge_pairing(quality, volumes)
         if quality.restarted:
             problems.append(problem(ProblemCode.STREAM_RESTARTED))
+        for code, seconds in quality.artefact_seconds.items():
+            problems.append(problem(SPAN_PROBLEMS[code], seconds=seconds))
         quality.usable = (
             quality.eeg_coverage >= config.min_eeg_coverage
             and bool(good_eeg)

@@ -544,6 +544,7 @@
       }
       body.append(row);
     }
+    showArtefacts(health.artefacts);
     if (data.lastMessage) showMissing();
     const windows = health.windows;
     const pipeline = message.pipeline;
@@ -554,6 +555,61 @@
       `feed clients ${message.clients}` +
       (data.drops ? ` · messages this page missed: ${data.drops}` : "") +
       (health.error ? ` · acquisition error: ${health.error}` : "");
+  }
+
+  // The in-scanner correction's state (health.artefacts; null when the EEG is not corrected).
+  function showArtefacts(artefacts) {
+    const table = $("artefacts");
+    table.hidden = !artefacts;
+    if (!artefacts) return;
+    const body = table.querySelector("tbody");
+    body.innerHTML = "";
+    const gradient = artefacts.gradient;
+    const bcg = artefacts.bcg;
+    const residual = (ratio) =>
+      typeof ratio === "number" && ratio > 0 ? `${(10 * Math.log10(ratio)).toFixed(1)} dB` : "—";
+    const rows = [
+      [
+        ["MR gradient", ""],
+        [gradient.template_ready ? "ready" : "building", gradient.template_ready ? "ok" : "warn"],
+        [`${gradient.volumes_averaged} volumes`, ""],
+        [gradient.tr_estimate ? `TR ${gradient.tr_estimate.toFixed(3)} s` : "no triggers yet", ""],
+        [typeof gradient.residual_power_ratio === "number" ? `${gradient.residual_power_ratio.toFixed(1)} dB` : "—", ""],
+        [
+          `${gradient.triggers_inferred} trigger(s) inferred · ${gradient.segments_uncorrected} segment(s) uncorrected`,
+          gradient.segments_uncorrected ? "warn" : "",
+        ],
+      ],
+    ];
+    if (bcg) {
+      const source = bcg.beat_source === "eeg" ? "beats from the EEG (ECG unusable)" : "beats from the ECG";
+      rows.push([
+        ["pulse (BCG)", ""],
+        [bcg.template_ready ? "ready" : "building", bcg.template_ready ? "ok" : "warn"],
+        [`${bcg.beats_in_template} beats`, ""],
+        [bcg.heart_rate_bpm ? `${bcg.heart_rate_bpm.toFixed(0)} bpm` : "no beats yet", ""],
+        [residual(bcg.residual_power_ratio), ""],
+        [`ECG ${bcg.ecg_quality} · ${source}`, bcg.ecg_quality === "good" ? "" : "warn"],
+      ]);
+    }
+    rows.push([
+      ["latency added", ""],
+      [`${artefacts.latency_s.toFixed(2)} s`, ""],
+      [`${artefacts.input_rate} → ${artefacts.output_rate} Hz`, ""],
+      ["", ""],
+      ["", ""],
+      ["", ""],
+    ]);
+    for (const cells of rows) {
+      const row = document.createElement("tr");
+      for (const [text, state] of cells) {
+        const cell = document.createElement("td");
+        cell.textContent = text;
+        if (state) cell.className = state;
+        row.append(cell);
+      }
+      body.append(row);
+    }
   }
 
   function showSession(session) {
