@@ -105,3 +105,20 @@ def page(chromium, request):
     with contextlib.suppress(Exception):
         page.screenshot(path=str(ARTEFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+
+
+@pytest.fixture(scope="session")
+def scanner_dataset(tmp_path_factory) -> Path:
+    """A 2-minute N2 surrogate run recorded in the scanner at 5 kHz (gradients, ECG, BCG), clean beside."""
+    from simulators.scanner_artefacts import ScannerArtefactSettings
+
+    root = tmp_path_factory.mktemp("scanner")
+    scoring = root / "scanner-scoring.tsv"
+    lines = ["session\tepoch_start_time_sec\t30-sec_epoch_sleep_stage"]
+    lines += [f"task-sleep_run-1\t{30 * k}\t2" for k in range(4)]
+    scoring.write_text("\r\n".join(lines) + "\r\n")
+    write_surrogate_run(
+        root, "98", "sleep-1", sfreq=5000.0, scoring_source=scoring, seed=5, scanner=ScannerArtefactSettings()
+    )
+    return root
+

@@ -10,7 +10,6 @@ wall-clock timing.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,30 +20,14 @@ from recordings.bids import RunPaths
 from recordings.open import read_recording
 from recordings.session import read_session
 from simulators.replay import SessionPlayer
-from simulators.scanner_artefacts import ScannerArtefactSettings
-from simulators.surrogate import CLEAN_DERIVATIVE, write_surrogate_run
+from simulators.surrogate import CLEAN_DERIVATIVE
 from stream.acquisition import Acquisition
 from stream.config import AcquisitionConfig, ArtefactConfig, WindowConfig
 
 pytestmark = [pytest.mark.lsl, pytest.mark.timeout(900)]
 SPEED = 8.0
-EPOCHS = 4  # a 120-s run: the templates fill in its first 30 s
 HANG_SECONDS = 600.0  # wall seconds the replay may take: only a hang guard
 WARM_UP = 45.0  # seconds: windows ending later are compared with the clean EEG
-
-
-@pytest.fixture(scope="module")
-def scanner_run(tmp_path_factory) -> Path:
-    """A 2-minute surrogate run recorded in the scanner at 5 kHz (ECG, gradients, BCG), clean beside."""
-    root: Path = tmp_path_factory.mktemp("scanner")
-    scoring = root / "scanner-scoring.tsv"
-    lines = ["session\tepoch_start_time_sec\t30-sec_epoch_sleep_stage"]
-    lines += [f"task-sleep_run-1\t{30 * k}\t{'2'}" for k in range(EPOCHS)]
-    scoring.write_text("\r\n".join(lines) + "\r\n")
-    write_surrogate_run(
-        root, "98", "sleep-1", sfreq=5000.0, scoring_source=scoring, seed=5, scanner=ScannerArtefactSettings()
-    )
-    return root
 
 
 def live_windows(session, prefix: str) -> tuple[list, dict]:
@@ -67,8 +50,8 @@ def live_windows(session, prefix: str) -> tuple[list, dict]:
     return windows, health
 
 
-def test_in_scanner_replay_is_corrected_live_as_offline(scanner_run, unique_prefix):
-    session = read_session(scanner_run, "98", "sleep-1")
+def test_in_scanner_replay_is_corrected_live_as_offline(scanner_dataset, unique_prefix):
+    session = read_session(scanner_dataset, "98", "sleep-1")
     assert session.in_scanner and session.sfreq == 5000.0 and session.slices_per_volume == 35
     windows, health = live_windows(session, unique_prefix)
     assert health["artefacts"] is not None, "the replay says in_scanner: the correction must be on"
@@ -91,8 +74,8 @@ def test_in_scanner_replay_is_corrected_live_as_offline(scanner_run, unique_pref
     assert compared >= len(windows) - 2
 
     # Against the clean EEG written beside the run: the corrected windows' band powers.
-    header = RunPaths(scanner_run, "98", "sleep", 1).eeg_header.relative_to(scanner_run)
-    clean = read_recording(scanner_run / CLEAN_DERIVATIVE / header)
+    header = RunPaths(scanner_dataset, "98", "sleep", 1).eeg_header.relative_to(scanner_dataset)
+    clean = read_recording(scanner_dataset / CLEAN_DERIVATIVE / header)
     clean_windows = {w.index: w for w in session_windows(clean, artefacts=ArtefactConfig(correction="off"))}
     extractor = FeatureExtractor()
     checked = 0

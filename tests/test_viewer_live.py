@@ -620,3 +620,38 @@ def test_the_page_keeps_a_bounded_history(page, bundle):
         wanted = f"{synthetic_message(399)['probabilities']['wake']:.2f}"
         wait_until(page, f"{legend_text('probability', 1)} === '{wanted}'", 10)
     assert page.console_errors == []
+
+
+def test_an_in_scanner_session_shows_its_artefact_correction(
+    page, scanner_dataset, unique_prefix, bundle, monkeypatch
+):
+    """A replay of raw 5-kHz in-scanner EEG: corrected live, and the page shows the correction's state."""
+    import viewer.server
+    from recordings.session import read_session
+    from simulators.replay import SessionPlayer
+    from tests.sessions import replay_pipeline
+
+    monkeypatch.setattr(viewer.server, "STATUS_INTERVAL", 0.5)
+    session = read_session(scanner_dataset, "98", "sleep-1")
+    player = SessionPlayer(session, speed=8, loop=True, with_truth=True, prefix=unique_prefix)
+    player.start()
+    live = replay_pipeline(unique_prefix, bundle)
+    pipeline = live.pipeline
+    state = ServerState(pipeline=pipeline, bundle=bundle, session={"name": unique_prefix})
+    try:
+        with LiveServer(state) as server:
+            page.goto(f"{server.url}/")
+            wait_until(page, "window.sleepstreamLive.windows() >= 3", 120)
+            table = "document.getElementById('artefacts')"
+            wait_until(page, f"!{table}.hidden && {table}.querySelectorAll('tbody td.ok').length === 2", 60)
+            rows = page.locator("#artefacts tbody tr").all_text_contents()
+            assert rows[0].startswith("MR gradient") and "ready" in rows[0] and "TR 2.100 s" in rows[0]
+            assert rows[1].startswith("pulse (BCG)") and "beats from the ECG" in rows[1] and "bpm" in rows[1]
+            assert "5000 → 250 Hz" in rows[2]
+            health = live.acquisition.health()["artefacts"]
+            assert health["gradient"]["template_ready"] and health["bcg"]["template_ready"]
+            assert pipeline.predictions >= 3
+    finally:
+        live.close()
+        player.stop()
+    assert page.console_errors == []
