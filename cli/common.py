@@ -62,6 +62,13 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         "--record", default=None, metavar="DIR", help="where session folders are written (default: sessions/)"
     )
     parser.add_argument("--no-record", action="store_true", help="do not record the session")
+    parser.add_argument(
+        "--artefacts",
+        choices=("auto", "on", "off"),
+        default=None,
+        help="MR gradient and pulse-artefact correction of EEG recorded in the scanner (default: [artefacts] "
+        "correction, auto: when the EEG stream says it is in the scanner; docs/artefacts.md)",
+    )
 
 
 def apply_pipeline_options(args: argparse.Namespace) -> Settings:
@@ -69,7 +76,7 @@ def apply_pipeline_options(args: argparse.Namespace) -> Settings:
     settings = args.settings.replace("server", host=args.host, port=args.port)
     settings = settings.replace("model", bundle=args.model, backend=args.backend)
     settings = settings.replace("recording", directory=args.record, enabled=False if args.no_record else None)
-    return settings
+    return settings.replace("artefacts", correction=args.artefacts)
 
 
 def existing_folder(path: str, what: str) -> Path:

@@ -68,4 +68,8 @@ def run(args: argparse.Namespace) -> int:
     streams = settings.streams
     info = {"name": args.name, "mode": "live", "eeg": streams.eeg, "fmri": streams.fmri,
             "triggers": streams.triggers, "started_wall": time.time()}  # fmt: skip
-    return run_session(settings, settings.acquisition(), name=args.name, session_info=info)
+    try:
+        acquisition = settings.acquisition()
+    except ValueError as err:  # e.g. artefact correction on without a trigger stream
+        raise SystemExit(f"error: {err}") from None
+    return run_session(settings, acquisition, name=args.name, session_info=info)

@@ -137,3 +137,15 @@ def test_a_bad_flag_is_refused_by_the_sections_own_checks(tmp_path):
     assert result.returncode == 2
     assert result.stderr.endswith("error: [fmri_source]: SourceConfig.delay = 100.0 is out of range\n")
     assert "Traceback" not in result.stderr and "Watching" not in result.stdout
+
+
+def test_artefact_correction_on_without_a_trigger_stream_is_refused(tmp_path):
+    with pytest.raises(SystemExit) as refused:
+        main(["live", "--eeg", "type:EEG", "--fmri", "none", "--artefacts", "on", "--no-record"])
+    assert "no volume-trigger stream is configured" in str(refused.value)
+    path = tmp_path / "bad.toml"
+    path.write_text("[artefacts]\ncorrection = 'always'\n")
+    with pytest.raises(SystemExit) as refused:
+        main(["--config", str(path), "live", "--no-record"])
+    expected = "[artefacts]: ArtefactConfig.correction = 'always' must be one of auto, on, off"
+    assert expected in str(refused.value)
