@@ -253,3 +253,27 @@ def test_eeg_unit_option_reads_microvolts_declared_as_volts(tmp_path):
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(output)
     assert math.isfinite(table["eeg_delta_power"].iloc[0])
+
+
+def test_extract_corrects_an_in_scanner_recording_and_can_be_told_not_to(scanner_dataset, tmp_path):
+    """`extract` of raw 5-kHz in-scanner EEG: corrected (auto), flagged while the templates fill."""
+    tables = {}
+    for mode in ("auto", "off"):
+        settings = tmp_path / f"{mode}.toml"
+        settings.write_text(f"[artefacts]\ncorrection = '{mode}'\n")
+        output = tmp_path / f"{mode}.parquet"
+        done = run_cli(
+            "--config", str(settings), "extract", str(scanner_dataset), "--no-yasa", "-o", str(output)
+        )
+        assert done.returncode == 0, done.stderr
+        tables[mode] = pd.read_parquet(output)
+    corrected, raw = tables["auto"], tables["off"]
+    assert (corrected["sfreq"] == 250.0).all() and len(corrected) == len(raw)
+    first = corrected.iloc[0]["problem_codes"]
+    assert "gradient_uncorrected" in first and "bcg_uncorrected" in first
+    late = corrected[corrected["start"] >= 30.0]
+    assert not late["problem_codes"].str.contains("gradient_uncorrected|bcg_uncorrected").any()
+    assert not raw["problem_codes"].str.contains("gradient").any()
+    # The gradient artefact, uncorrected, swamps the EEG's band powers; corrected it does not.
+    after = corrected["start"] >= 30.0
+    assert (raw.loc[after, "eeg_beta_power"] > 10 * corrected.loc[after, "eeg_beta_power"]).all()
