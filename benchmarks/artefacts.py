@@ -49,6 +49,7 @@ from pipeline.artefact_validation import (  # noqa: E402
     EEG_ROWS,
     SFREQ,
     band_powers,
+    chunks,
     correct,
     correction_chain,
     decimated,
@@ -95,13 +96,9 @@ def speed(recording, seconds: float, repeats: int) -> None:
     voltage = np.array([kind in VOLTAGE_TYPES for kind in CHANNEL_TYPES])
 
     def feed(process, add_triggers):
-        sent = 0
-        for start in range(0, data.shape[1], CHUNK):
-            stop = min(data.shape[1], start + CHUNK)
-            due = int(np.searchsorted(triggers, (stop - 1) / SFREQ, side="right"))
-            add_triggers(triggers[sent:due])
-            sent = due
-            process(np.arange(start, stop) / SFREQ, data[:, start:stop].T)
+        for times, samples, due in chunks(data, triggers, CHUNK):
+            add_triggers(due)
+            process(times, samples)
 
     def ours():
         chain = correction_chain()
@@ -115,17 +112,15 @@ def speed(recording, seconds: float, repeats: int) -> None:
 
     def decimation_alone():
         decimator = StreamingDecimator(SFREQ, 20, voltage)
-        for start in range(0, data.shape[1], CHUNK):
-            stop = min(data.shape[1], start + CHUNK)
-            decimator.process(np.arange(start, stop) / SFREQ, data[:, start:stop].T)
+        for times, samples, _ in chunks(data, triggers, CHUNK):
+            decimator.process(times, samples)
         decimator.flush()
 
     def reference():
         corrected = naive_aas(data, triggers, 2.1)
         decimator = StreamingDecimator(SFREQ, 20, voltage)
-        for start in range(0, corrected.shape[1], CHUNK):
-            stop = min(corrected.shape[1], start + CHUNK)
-            decimator.process(np.arange(start, stop) / SFREQ, corrected[:, start:stop].T)
+        for times, samples, _ in chunks(corrected, triggers, CHUNK):
+            decimator.process(times, samples)
         decimator.flush()
 
     runs = (
@@ -147,16 +142,11 @@ def speed(recording, seconds: float, repeats: int) -> None:
 
 def latency(recording) -> None:
     chain = correction_chain()
-    data, triggers = recording.data, recording.trigger_times
     held: list[np.ndarray] = []
-    sent = 0
-    for start in range(0, data.shape[1], CHUNK):
-        stop = min(data.shape[1], start + CHUNK)
-        due = int(np.searchsorted(triggers, (stop - 1) / SFREQ, side="right"))
-        chain.add_triggers(triggers[sent:due])
-        sent = due
-        times, _, _ = chain.process(np.arange(start, stop) / SFREQ, data[:, start:stop].T)
-        held.append((stop - 1) / SFREQ - times)
+    for times, samples, due in chunks(recording.data, recording.trigger_times, CHUNK):
+        chain.add_triggers(due)
+        out_times, _, _ = chain.process(times, samples)
+        held.append(times[-1] - out_times)
     waits = np.concatenate(held)
     print(
         f"artefacts.latency: samples held median {np.median(waits) * 1000:.0f} ms, 99th percentile "

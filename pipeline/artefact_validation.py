@@ -8,6 +8,7 @@ slice frequency and its harmonics, band powers of corrected against clean window
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,18 +76,29 @@ def decimated(signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([head[0], tail[0]]), np.concatenate([head[1], tail[1]]).astype(np.float64)
 
 
+def chunks(
+    signal: np.ndarray, triggers: np.ndarray, chunk: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(times, samples, triggers)`` of consecutive chunks of a (n_channels, n_times) 5-kHz signal.
+
+    Each chunk comes with the volume triggers that fall in it (or before it, not yet given), so a
+    volume's trigger reaches the correction no later than its first samples, as a live trigger stream
+    delivers it. ``samples`` is (n, n_channels).
+    """
+    sent = 0
+    for start in range(0, signal.shape[1], chunk):
+        stop = min(signal.shape[1], start + chunk)
+        due = int(np.searchsorted(triggers, (stop - 1) / SFREQ, side="right"))
+        yield np.arange(start, stop) / SFREQ, signal[:, start:stop].T, triggers[sent:due]
+        sent = due
+
+
 def correct(recording: ScannerContamination, chain: ArtefactCorrection, chunk: int = 5000) -> Corrected:
     """Feed the recording to the chain in chunks, each volume's trigger just before its EEG."""
-    data = recording.data
-    triggers = recording.trigger_times
-    sent = 0
     times_out, data_out, spans = [], [], []
-    for start in range(0, data.shape[1], chunk):
-        stop = min(data.shape[1], start + chunk)
-        due = int(np.searchsorted(triggers, (stop - 1) / SFREQ, side="right"))
-        chain.add_triggers(triggers[sent:due])
-        sent = due
-        times, values, found = chain.process(np.arange(start, stop) / SFREQ, data[:, start:stop].T)
+    for times, samples, triggers in chunks(recording.data, recording.trigger_times, chunk):
+        chain.add_triggers(triggers)
+        times, values, found = chain.process(times, samples)
         times_out.append(times)
         data_out.append(values)
         spans.extend(found)
@@ -114,15 +126,10 @@ def windows_through(
         WindowConfig(), SFREQ, CHANNELS, CHANNEL_TYPES, [], TR,
         use_triggers=False, use_fmri=False, correction=chain,
     )  # fmt: skip
-    triggers = recording.trigger_times
-    sent = 0
     windows: list[Window] = []
-    for start in range(0, signal.shape[1], 5000):
-        stop = min(signal.shape[1], start + 5000)
-        due = int(np.searchsorted(triggers, (stop - 1) / SFREQ, side="right"))
-        windower.add_gradient_triggers(triggers[sent:due])
-        sent = due
-        windower.add_eeg(np.arange(start, stop) / SFREQ, signal[:, start:stop].T)
+    for times, samples, triggers in chunks(signal, recording.trigger_times, 5000):
+        windower.add_gradient_triggers(triggers)
+        windower.add_eeg(times, samples)
         windows.extend(windower.poll())
     windows.extend(windower.flush())
     return windows

@@ -320,6 +320,8 @@ class MultiRateWindower:
             quality.flat_channels = [n for n, is_flat in zip(self.ch_names, flat, strict=True) if is_flat]
         if times.size > 1:
             quality.eeg_rate = round(self._sample_rate(times, unbroken=not quality.gaps), 3)
+        while self._spans and self._spans[0][1] <= start:  # windows only move forward
+            self._spans.popleft()
         for span_start, span_end, kind in self._spans:
             overlap = min(span_end, end) - max(span_start, start)
             if overlap > 0:
