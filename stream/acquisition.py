@@ -25,7 +25,7 @@ from core.windows import Window
 from stream.artefact_correction import ArtefactCorrection
 from stream.config import AcquisitionConfig
 from stream.dejitter import ClockUpdate
-from stream.discovery import find_stream
+from stream.discovery import StreamMismatchError, find_stream
 from stream.readers import EegReader, FmriReader, MarkerReader, StreamReader, decode_markers
 from stream.window_queue import QueueClosedError, WindowQueue
 from stream.windower import MultiRateWindower
@@ -173,7 +173,12 @@ class Acquisition:
             for reader in self.readers:
                 reader.close()
             raise
-        self.windower = self._make_windower()
+        try:
+            self.windower = self._make_windower()
+        except Exception:
+            for reader in self.readers:
+                reader.close()
+            raise
         self.eeg.listener = self._on_eeg
         if self.fmri is not None:
             self.fmri.listener = self.windower.add_fmri
@@ -253,19 +258,22 @@ class Acquisition:
         in_scanner, slices = scanner_description(info)
         if self.config.artefacts.enabled(in_scanner) and self.triggers is None:
             logger.warning("the EEG is from the scanner but no trigger stream is read: gradients stay")
-        correction = (
-            ArtefactCorrection(
-                self.config.artefacts,
-                info.nominal_srate(),
-                ch_names,
-                ch_types,
-                tr=tr if fmri_info is not None else None,
-                slices_per_volume=slices,
-                feature_rate=window.feature_rate_hz,
+        try:
+            correction = (
+                ArtefactCorrection(
+                    self.config.artefacts,
+                    info.nominal_srate(),
+                    ch_names,
+                    ch_types,
+                    tr=tr if fmri_info is not None else None,
+                    slices_per_volume=slices,
+                    feature_rate=window.feature_rate_hz,
+                )
+                if self.config.artefacts.enabled(in_scanner)
+                else None
             )
-            if self.config.artefacts.enabled(in_scanner)
-            else None
-        )
+        except ValueError as err:  # e.g. the configured ECG channel is not in the stream
+            raise StreamMismatchError(f"EEG stream: {err}") from None
         return MultiRateWindower(
             window,
             info.nominal_srate(),

@@ -23,6 +23,7 @@ from simulators.replay import SessionPlayer
 from simulators.surrogate import CLEAN_DERIVATIVE
 from stream.acquisition import Acquisition
 from stream.config import AcquisitionConfig, ArtefactConfig, WindowConfig
+from stream.discovery import StreamMismatchError
 
 pytestmark = [pytest.mark.lsl, pytest.mark.timeout(900)]
 SPEED = 8.0
@@ -87,3 +88,17 @@ def test_in_scanner_replay_is_corrected_live_as_offline(scanner_dataset, unique_
         np.testing.assert_allclose(corrected, truth, rtol=0.10)
         checked += 1
     assert checked >= 10
+
+
+def test_an_ecg_channel_the_stream_lacks_is_named_at_connection(scanner_dataset, unique_prefix):
+    session = read_session(scanner_dataset, "98", "sleep-1")
+    config = AcquisitionConfig.for_replay(
+        unique_prefix, resolve_timeout=60, artefacts=ArtefactConfig(correction="on", ecg_channel="EKG")
+    )
+    with SessionPlayer(session, speed=1, prefix=unique_prefix):
+        acquisition = Acquisition(config)
+        with pytest.raises(
+            StreamMismatchError, match="ECG channel 'EKG' is not among the EEG stream's channels"
+        ):
+            acquisition.connect()
+        assert not any(reader.connected for reader in acquisition.readers)
