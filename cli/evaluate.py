@@ -28,7 +28,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     evaluate.add_argument("model", help="bundle folder")
     evaluate.add_argument(
         "features", nargs="?", default=None,
-        help="feature table (.csv or .parquet); or give the recordings with --session",
+        help="feature table (.csv, .parquet or a dataset folder), or give the recordings with --session",
     )  # fmt: skip
     add_session_option(evaluate, "the bundle's", "the report folder")
     add_recording_options(evaluate)
@@ -50,9 +50,7 @@ def run(args: argparse.Namespace) -> int:
         bundle = load_bundle(args.model)
     except (BundleError, OSError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
-    features = table_argument(
-        args, output / "features.parquet", settings_of_bundle(args.settings, bundle.contract)
-    )
+    features = table_argument(args, output / "features", settings_of_bundle(args.settings, bundle.contract))
     try:
         table = read_feature_table(features)
         notes = check_table(bundle.contract, read_table_contract(features, table), args.model, features)
@@ -62,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
         notes.insert(0, SYNTHETIC_WARNING)
     for note in notes:
         print(f"warning: {note}", flush=True)
-    evaluate_bundle(bundle, table, output, folds=args.folds)
+    from cli.cluster_options import folds_runner
+
+    with folds_runner(args, args.folds) as fold_map:
+        evaluate_bundle(bundle, table, output, folds=args.folds, fold_map=fold_map)
     print(f"wrote {output / 'report.md'}", flush=True)
     print((output / "report.md").read_text(), flush=True)
     return 0

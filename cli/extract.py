@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from cli.cluster_options import add_cluster_options
 from cli.common import non_negative_int
 from cli.recording_source import SESSION_HELP, add_recording_options
 
@@ -17,13 +19,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Compute the 11 features of every window of a recording (EDF/EDF+/BDF, BrainVision, XDF), "
             "a folder of recordings, or runs of a ds003768-style dataset, with the same code as live "
-            "acquisition; write CSV or Parquet with the feature contract beside it. Where YASA is "
-            "installed, its stage of each scored epoch is added (column yasa_stage) as the field's "
-            "baseline. Feature and window settings come from --config, overridden by these flags."
+            "acquisition. Into a folder (-o OUT/): a feature dataset, one Parquet file per recording "
+            "with its settings and feature contract in its metadata, extracted on a Dask cluster (a "
+            "local one by default), resumable: recordings already extracted with the same settings "
+            "are skipped, and one that fails is reported without stopping the others. Into a .csv or "
+            ".parquet file: one table, in this process, with the feature contract beside it. Where "
+            "YASA is installed, its stage of each scored epoch is added (column yasa_stage) as the "
+            "field's baseline. Feature and window settings come from --config, overridden by these flags."
         ),
     )
     extract.add_argument("session", help=SESSION_HELP)
-    extract.add_argument("-o", "--output", required=True, help="output file, .csv or .parquet")
+    extract.add_argument(
+        "-o", "--output", required=True,
+        help="a folder (feature dataset, one Parquet file per recording), or one .csv or .parquet file",
+    )  # fmt: skip
     extract.add_argument("--subject", default=None, help="only this subject of a dataset (default: all)")
     extract.add_argument("--run", default=None, help="only this run of a dataset, e.g. sleep-1")
     add_recording_options(extract)
@@ -42,16 +51,22 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="volume triggers before each run's first volume (default: from the BOLD sidecar when needed)",
     )
+    add_cluster_options(extract)
     extract.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Extract and write the table."""
-    from cli.recording_source import extract_to, resolve_sources
+    from cli.recording_source import extract_dataset_to, extract_to, resolve_sources
 
     output = Path(args.output)
-    if output.suffix not in (".csv", ".parquet"):
-        raise SystemExit(f"error: {output}: the output must end in .csv or .parquet")
+    into_folder = output.is_dir() or not output.suffix
+    if not into_folder and output.suffix not in (".csv", ".parquet"):
+        raise SystemExit(
+            f"error: {output}: the output must be a folder (feature dataset) or end in .csv or .parquet"
+        )
+    if output.is_file() and not output.suffix:
+        raise SystemExit(f"error: {output} is a file: a feature dataset needs a folder")
     sources = resolve_sources(
         args.session, subject=args.subject, run=args.run, hypnogram=args.hypnogram,
         eeg_unit=args.eeg_unit, dummy_scans=args.dummy_scans,
@@ -60,5 +75,12 @@ def run(args: argparse.Namespace) -> int:
         "features", power_scale=args.power_scale, coherence=args.coherence, reference=args.reference
     ).replace("window", highpass_hz=args.highpass)
     # As typed: a bundle records where its data came from without this machine's absolute paths.
+    if into_folder:
+        results = extract_dataset_to(sources, output, settings, args.session, args)
+        failed = [r.name for r in results if r.status == "failed"]
+        if failed:
+            print(f"error: {len(failed)} recording(s) failed: {', '.join(failed)}", file=sys.stderr)
+            return 1
+        return 0
     extract_to(sources, output, settings, source=args.session, yasa=not args.no_yasa)
     return 0

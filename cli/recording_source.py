@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
+    from pipeline.batch_extraction import JobResult, RecordingJob
     from pipeline.offline import RecordingLoader
     from pipeline.settings import Settings
     from recordings.bids import RunPaths
@@ -45,8 +46,12 @@ def add_session_option(parser: argparse.ArgumentParser, settings: str, written_i
         default=None,
         metavar="PATH",
         help=f"extract the features of these recordings first ({SESSION_HELP}), with {settings} feature "
-        f"settings; the table is written into {written_into} as features.parquet",
+        f"settings, into {written_into}/features/ (a feature dataset: resumable, on Dask, see the "
+        "batch options)",
     )
+    from cli.cluster_options import add_cluster_options
+
+    add_cluster_options(parser, folds=True)
 
 
 def add_recording_options(parser: argparse.ArgumentParser, yasa: bool = True) -> None:
@@ -87,12 +92,15 @@ class Sources:
         The ds003768 runs (their sidecars describe the data); empty for recording files.
     synthetic : bool | None
         Whether the data are surrogate, when known without the ds003768 sidecars.
+    jobs : list of RecordingJob
+        The same recordings as tasks of a batch extraction into a feature dataset.
     """
 
     loaders: list[RecordingLoader]
     names: list[str]
     runs: list[RunPaths] = field(default_factory=list)
     synthetic: bool | None = None
+    jobs: list[RecordingJob] = field(default_factory=list)
 
 
 def resolve_sources(
@@ -111,6 +119,7 @@ def resolve_sources(
     SystemExit
         With a message naming the problem (missing path, no recording, unusable filter).
     """
+    from pipeline.batch_extraction import RecordingJob, recording_inputs, recording_name, run_inputs
     from pipeline.offline import run_loaders
     from recordings.bids import list_runs, normalise_subject, parse_run
     from recordings.errors import DatasetFormatError
@@ -134,7 +143,11 @@ def resolve_sources(
             raise SystemExit(f"error: no run in {root} matches subject={subject} run={run}")
         if hypnogram is not None:
             raise SystemExit("error: --hypnogram is for a single recording file; a dataset has its scoring")
-        return Sources(run_loaders(runs, dummy_scans), [r.stem for r in runs], runs)
+        run_loads = run_loaders(runs, dummy_scans)
+        jobs = [
+            RecordingJob(r.stem, load, run_inputs(r), (r,)) for r, load in zip(runs, run_loads, strict=True)
+        ]
+        return Sources(run_loads, [r.stem for r in runs], runs, jobs=jobs)
     if subject is not None or run is not None:
         raise SystemExit("error: --subject and --run select runs of a ds003768-style dataset folder")
     if root.is_dir():
@@ -157,7 +170,15 @@ def resolve_sources(
     loaders: list[RecordingLoader] = [
         functools.partial(read_recording, path, hypnogram=hypnogram, eeg_unit=eeg_unit) for path in paths
     ]
-    return Sources(loaders, [str(p) for p in paths], synthetic=all(_is_surrogate(p) for p in paths))
+    extra = (Path(hypnogram),) if hypnogram is not None else ()
+    jobs = [
+        RecordingJob(
+            recording_name(p, root), load, (*recording_inputs(p), *extra), synthetic=_is_surrogate(p)
+        )
+        for p, load in zip(paths, loaders, strict=True)
+    ]
+    synthetic = all(_is_surrogate(p) for p in paths)
+    return Sources(loaders, [str(p) for p in paths], synthetic=synthetic, jobs=jobs)
 
 
 def _is_surrogate(path: Path) -> bool:
@@ -210,15 +231,62 @@ def extract_to(
     return table
 
 
-def table_argument(args: argparse.Namespace, extracted: Path, settings: Settings) -> str:
-    """The feature table a ``train``/``evaluate`` run reads: ``FEATURES``, or ``--session`` extracted.
+def extract_dataset_to(
+    sources: Sources, folder: Path, settings: Settings, source: str, args: argparse.Namespace
+) -> list[JobResult]:
+    """Extract the recordings into a feature dataset folder (one Parquet file each), print a summary.
 
-    With ``--session`` the recordings are extracted to ``extracted`` (with its contract) first.
+    Recordings already extracted with the same settings are skipped; the others run on the Dask
+    cluster the options name (a local one by default; in this process with ``--workers 0`` or when
+    a single recording is left and no scheduler is named). The summary table is printed and
+    written to ``FOLDER/extraction-summary.tsv``.
 
     Raises
     ------
     SystemExit
-        When neither or both of a table and ``--session`` are given, or extraction fails.
+        When the cluster cannot be started or reached.
+    """
+    from cli.cluster_options import cluster_for
+    from pipeline.batch_extraction import (
+        ExtractionSettings,
+        extract_into,
+        pending_jobs,
+        summary_lines,
+        write_summary,
+    )
+    from pipeline.yasa_baseline import YasaUnavailableError, import_yasa
+
+    yasa = not args.no_yasa
+    if yasa:
+        try:
+            import_yasa()
+        except YasaUnavailableError as err:
+            print(f"note: {err}", flush=True)
+            yasa = False
+    reading = {key: getattr(args, key, None) for key in ("dummy_scans", "eeg_unit", "hypnogram")}
+    extraction = ExtractionSettings(
+        settings.features, settings.window, settings.artefacts, yasa, source, reading
+    )  # fmt: skip
+    pending = len(pending_jobs(sources.jobs, folder, extraction))
+    with cluster_for(args, tasks=pending) as client:
+        results = extract_into(sources.jobs, folder, extraction, client=client)
+    for line in summary_lines(results):
+        print(line, flush=True)
+    summary = write_summary(results, folder / "extraction-summary.tsv")
+    print(f"feature dataset: {folder} ({summary.name}: this summary)", flush=True)
+    return results
+
+
+def table_argument(args: argparse.Namespace, extracted: Path, settings: Settings) -> str:
+    """The feature table a ``train``/``evaluate`` run reads: ``FEATURES``, or ``--session`` extracted.
+
+    With ``--session`` the recordings are extracted into the feature dataset folder ``extracted``
+    first (:func:`extract_dataset_to`: recordings extracted before with the same settings are kept).
+
+    Raises
+    ------
+    SystemExit
+        When neither or both of a table and ``--session`` are given, or a recording fails.
     """
     if (args.features is None) == (args.session is None):
         raise SystemExit("error: give either a feature table or --session PATH (recordings), not both")
@@ -228,8 +296,13 @@ def table_argument(args: argparse.Namespace, extracted: Path, settings: Settings
                 raise SystemExit(f"error: --{option.replace('_', '-')} applies to --session recordings only")
         return str(args.features)
     sources = resolve_sources(args.session, hypnogram=args.hypnogram, eeg_unit=args.eeg_unit)
-    extracted.parent.mkdir(parents=True, exist_ok=True)
-    extract_to(sources, extracted, settings, source=args.session, yasa=not args.no_yasa)
+    results = extract_dataset_to(sources, extracted, settings, args.session, args)
+    failed = [r.name for r in results if r.status == "failed"]
+    if failed:
+        raise SystemExit(
+            f"error: {len(failed)} recording(s) failed ({', '.join(failed)}; reasons above): fix or remove "
+            "them and run again (the recordings extracted are kept and skipped)"
+        )
     return str(extracted)
 
 

@@ -26,7 +26,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument(
         "features", nargs="?", default=None,
-        help="feature table (.csv or .parquet); or give the recordings with --session",
+        help="feature table (.csv, .parquet or a dataset folder), or give the recordings with --session",
     )  # fmt: skip
     add_session_option(train, "the configuration's", "the bundle folder")
     add_recording_options(train)
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except SettingsError as err:
         raise SystemExit(f"error: {err}") from None
-    features = table_argument(args, Path(args.output) / "features.parquet", settings)
+    features = table_argument(args, Path(args.output) / "features", settings)
     try:
         table = read_feature_table(features)
         contract = read_table_contract(features, table)
@@ -78,7 +78,12 @@ def run(args: argparse.Namespace) -> int:
             "will take it only on tables without a contract",
             flush=True,
         )
-    bundle = train_and_report(table, settings.train, args.output, note=args.note, contract=contract)
+    from cli.cluster_options import folds_runner
+
+    with folds_runner(args, settings.train.folds) as fold_map:
+        bundle = train_and_report(
+            table, settings.train, args.output, note=args.note, contract=contract, fold_map=fold_map
+        )
     print(f"wrote the bundle and its report to {bundle.path}", flush=True)
     print((Path(args.output) / "report.md").read_text(), flush=True)
     return 0

@@ -31,18 +31,31 @@ ORIGIN_COLUMNS = {
 }
 
 
+def dataset_files(folder: str | Path) -> list[Path]:
+    """The recording files of a feature dataset folder, sorted by name (hidden partial files excluded)."""
+    return sorted(p for p in Path(folder).glob("*.parquet") if not p.name.startswith("."))
+
+
 def read_feature_table(path: str | Path) -> pd.DataFrame:
-    """Read a feature table (CSV or Parquet), ours or in the origin app's per-run layout.
+    """Read a feature table (CSV, Parquet, or a dataset folder of Parquet files), ours or the origin app's.
+
+    A folder is a feature dataset written by ``run_stream.py extract SESSION -o FOLDER/`` (one file
+    per recording, see :mod:`pipeline.feature_dataset`): its files' rows, in file-name order.
 
     Raises
     ------
     ValueError
-        If the file is of another type or lacks columns, naming them.
+        If the file is of another type or lacks columns, or the folder holds no Parquet file.
     """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        files = dataset_files(path)
+        if not files:
+            raise ValueError(f"{path}: a feature dataset folder must hold the recordings' .parquet files")
+        table = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    elif not path.is_file():
         raise FileNotFoundError(f"{path}: feature table not found")
-    if path.suffix == ".csv":
+    elif path.suffix == ".csv":
         table = pd.read_csv(path)
     elif path.suffix == ".parquet":
         table = pd.read_parquet(path)

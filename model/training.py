@@ -6,6 +6,7 @@ Every figure is given per scored 30-s epoch (window predictions averaged over th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,29 +176,81 @@ def _without_subjects(levels: dict) -> dict:
     }
 
 
-def cross_validate(data: Prepared, config: TrainConfig, progress: bool = True) -> dict:
+@dataclass
+class FoldOutcome:
+    """One fold of a cross-validation: its K (and how it was chosen) and every model's probabilities."""
+
+    context: int
+    choice: dict | None
+    probabilities: dict[str, np.ndarray]
+
+
+FoldMap = Callable[[Callable[..., FoldOutcome], list[tuple[Any, ...]]], list[FoldOutcome]]
+"""Calls a function on each tuple of arguments and returns the results in order: the folds of a
+cross-validation run one after the other by default, or side by side on a cluster
+(:func:`pipeline.cluster.fold_map`)."""
+
+
+def run_fold(
+    data: Prepared, train: np.ndarray, test: np.ndarray, config: TrainConfig, title: str | None = None
+) -> FoldOutcome:
+    """Choose K on the training rows (if asked), fit every model, predict the test rows.
+
+    With a ``title`` (e.g. "fold 1/5: test subjects [...]"), print it and a progress bar per model.
+    """
+    assert_disjoint_subjects(data.subjects, train, test)
+    progress = title is not None
+    if progress:
+        print(title, flush=True)
+    context, choice = context_for(data, train, config)
+    results = compare_models(data, train, test, config, context, progress)
+    probabilities = {name: proba for name, (proba, _, _) in results.items()}
+    return FoldOutcome(context, choice.as_dict() if choice else None, probabilities)
+
+
+def _in_turn(function: Callable[..., FoldOutcome], arguments: list[tuple[Any, ...]]) -> list[FoldOutcome]:
+    return [function(*args) for args in arguments]
+
+
+def cross_validate(
+    data: Prepared, config: TrainConfig, progress: bool = True, fold_map: FoldMap | None = None
+) -> dict:
     """Grouped k-fold cross-validation of the model and its baselines (K chosen per fold if asked).
 
     Every subject is tested exactly once, so the out-of-fold predictions give per-subject figures
     for every subject of the table.
+
+    Parameters
+    ----------
+    data : Prepared
+        The table's windows.
+    config : TrainConfig
+        The training settings (``folds``, ``seed``, ...).
+    progress : bool
+        Print the folds (and, run in this process, a progress bar per model).
+    fold_map : callable | None
+        Runs the folds (:data:`FoldMap`); one after the other in this process by default.
     """
     folds = subject_folds(data.subjects, config.folds, config.seed)
+    fold_subjects = [sorted(str(s) for s in set(data.subjects[test])) for _, test in folds]
+    titles = [f"fold {k + 1}/{len(folds)}: test subjects {tested}" for k, tested in enumerate(fold_subjects)]
+    if fold_map is None:
+        shown = titles if progress else [None] * len(folds)
+        arguments = [(data, *fold, config, title) for fold, title in zip(folds, shown, strict=True)]
+        outcomes = _in_turn(run_fold, arguments)
+    else:
+        if progress:
+            print("\n".join(titles) + f"\n(the {len(folds)} folds run side by side)", flush=True)
+        outcomes = fold_map(run_fold, [(data, *fold, config) for fold in folds])
     n_classes = len(data.names)
     out_of_fold = {name: np.full((data.y.size, n_classes), np.nan) for name in MODELS}
     per_fold: dict[str, list[dict]] = {name: [] for name in MODELS}
-    fold_subjects, contexts, choices = [], [], []
-    for k, (train, test) in enumerate(folds):
-        assert_disjoint_subjects(data.subjects, train, test)
-        tested = sorted(str(s) for s in set(data.subjects[test]))
-        if progress:
-            print(f"fold {k + 1}/{len(folds)}: test subjects {tested}", flush=True)
-        context, choice = context_for(data, train, config)
-        fold_subjects.append(tested)
-        contexts.append(context)
-        choices.append(choice.as_dict() if choice else None)
-        for name, (proba, _, _) in compare_models(data, train, test, config, context, progress).items():
+    for (_, test), outcome in zip(folds, outcomes, strict=True):
+        for name, proba in outcome.probabilities.items():
             out_of_fold[name][test] = proba
             per_fold[name].append(_without_subjects(_assess(data, test, proba)))
+    contexts = [outcome.context for outcome in outcomes]
+    choices = [outcome.choice for outcome in outcomes]
     models = {}
     for name in MODELS:
         pooled = _assess(data, np.ones(data.y.size, dtype=bool), out_of_fold[name])
@@ -346,6 +399,7 @@ def train_and_report(
     note: str = "",
     progress: bool = True,
     contract: dict | None = None,
+    fold_map: FoldMap | None = None,
 ) -> ModelBundle:
     """Cross-validate, train the final model on a subject split, write the bundle and its report.
 
@@ -363,6 +417,8 @@ def train_and_report(
         Print the folds and a progress bar per model.
     contract : dict | None
         The feature contract stored in the bundle (:class:`model.bundle.ModelBundle`).
+    fold_map : callable | None
+        Runs the cross-validation's folds (see :func:`cross_validate`).
 
     Returns
     -------
@@ -379,7 +435,7 @@ def train_and_report(
         "config": config.as_dict(),
     }
     if config.folds:
-        report["cross_validation"] = cross_validate(data, config, progress)
+        report["cross_validation"] = cross_validate(data, config, progress, fold_map)
     _, _, test = train_validation_test(data.subjects, seed=config.seed)
     context, choice = context_for(data, ~test, config)
     report["context"] = context
@@ -448,14 +504,19 @@ def _unseen_baselines(data: Prepared, unseen: np.ndarray) -> tuple[dict[str, np.
 
 
 def evaluate_bundle(
-    bundle: ModelBundle, table: pd.DataFrame, output: str | Path, folds: int = 5, progress: bool = True
+    bundle: ModelBundle,
+    table: pd.DataFrame,
+    output: str | Path,
+    folds: int = 5,
+    progress: bool = True,
+    fold_map: FoldMap | None = None,
 ) -> dict:
     """Evaluate a bundle on a feature table, with baselines and a grouped cross-validation.
 
     The bundle is scored only on subjects it was not trained on, beside logistic regression and
     majority baselines that never see those subjects (:func:`_unseen_baselines`); the table's
     subjects also feed a grouped cross-validation of the same architecture (the bundle's K) and of
-    the baselines.
+    the baselines (its folds run by ``fold_map``, see :func:`cross_validate`).
     """
     config = TrainConfig(labels=bundle.labels, context=bundle.context, folds=folds)
     data = prepare(table, config)
@@ -481,7 +542,7 @@ def evaluate_bundle(
             "every subject of this table was used to train the bundle: no unbiased test possible"
         )
     if folds and np.unique(data.subjects).size >= folds:
-        report["cross_validation"] = cross_validate(data, config, progress)
+        report["cross_validation"] = cross_validate(data, config, progress, fold_map)
     hypnogram = _hypnogram(data, unseen, proba) if proba is not None else None
     write_report(report, output, hypnogram)
     return report

@@ -94,7 +94,7 @@ def write_table_contract(table_path: str | Path, contract: dict[str, Any]) -> Pa
 
 
 def read_table_contract(table_path: str | Path, table: pd.DataFrame | None = None) -> dict[str, Any]:
-    """The contract beside a table, or an unknown contract when the table has none.
+    """The contract beside a table (or in a feature dataset's files), or an unknown one when it has none.
 
     Parameters
     ----------
@@ -106,8 +106,13 @@ def read_table_contract(table_path: str | Path, table: pd.DataFrame | None = Non
     Raises
     ------
     ContractError
-        If the sidecar exists but is not a contract (naming the file).
+        If the sidecar exists but is not a contract (naming the file), or the files of a feature
+        dataset folder disagree (see :func:`pipeline.feature_dataset.dataset_contract`).
     """
+    if Path(table_path).is_dir():
+        from pipeline.feature_dataset import dataset_contract
+
+        return dataset_contract(table_path)
     path = contract_path(table_path)
     if not path.is_file():
         subjects = sorted({str(s) for s in table["subject"]}) if table is not None else []

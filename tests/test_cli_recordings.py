@@ -20,6 +20,7 @@ import pytest
 
 from core.stages import UNSCORED
 from features.names import EEG_FEATURES, FMRI_FEATURES
+from model.dataset import read_feature_table
 from recordings.hypnogram import Hypnogram, read_hypnogram
 from simulators.night import SurrogateNight, crop_to_sleep, hypnogram_text, surrogate_night
 from tests.cli import CliProcess, run_cli
@@ -184,7 +185,8 @@ def test_train_stages_and_evaluate_on_recordings_with_yasa_beside(recordings, tm
     assert trained.returncode == 0, trained.stderr
     meta = json.loads((bundle / "bundle.json").read_text())
     assert meta["label_names"] == ["W", "N1", "N2", "N3", "R"]
-    assert (bundle / "features.parquet").is_file() and (bundle / "features.json").is_file()
+    assert len(list((bundle / "features").glob("*.parquet"))) == len(WRITERS)  # one file per recording
+    assert "extracted" in trained.stdout and "0 failed" in trained.stdout
     report = (bundle / "report.md").read_text()
     assert "YASA" in report
     evaluated = run_cli("evaluate", str(bundle), "--session", str(folder), "--folds", "0",
@@ -192,9 +194,9 @@ def test_train_stages_and_evaluate_on_recordings_with_yasa_beside(recordings, tm
     assert evaluated.returncode == 0, evaluated.stderr
     evaluation = (tmp_path / "evaluation" / "report.md").read_text()
     assert "YASA" in evaluation
-    table = pd.read_parquet(tmp_path / "evaluation" / "features.parquet")
+    table = read_feature_table(tmp_path / "evaluation" / "features")
     assert table["yasa_stage"].notna().any()
-    both = run_cli("evaluate", str(bundle), str(bundle / "features.parquet"), "--session", str(folder))
+    both = run_cli("evaluate", str(bundle), str(bundle / "features"), "--session", str(folder))
     assert both.returncode != 0 and "not both" in both.stderr
 
 

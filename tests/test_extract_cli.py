@@ -49,7 +49,7 @@ def test_extract_whole_dataset_to_csv_and_one_run_to_parquet(short_dataset, tmp_
 
 def test_extract_errors_are_clear(short_dataset, tmp_path):
     wrong = run_cli("extract", str(short_dataset), "-o", str(tmp_path / "table.xlsx"))
-    assert wrong.returncode != 0 and "must end in .csv or .parquet" in wrong.stderr
+    assert wrong.returncode != 0 and "or end in .csv or .parquet" in wrong.stderr
     missing = run_cli("extract", str(tmp_path / "nowhere"), "-o", str(tmp_path / "t.csv"))
     assert missing.returncode != 0 and "does not exist" in missing.stderr
     nothing = run_cli("extract", str(short_dataset), "--subject", "42", "-o", str(tmp_path / "t.csv"))
