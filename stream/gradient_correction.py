@@ -28,15 +28,18 @@ samples arrive:
    (no sync box, scanner and amplifier clocks a few ppm apart). Each segment's fractional shift
    against the template is estimated by Gauss-Newton on the template's derivative; the template is
    shifted to it by a windowed-sinc fractional delay, and each volume joins the template shifted back
-   to the template's phase.
+   to the template's phase. The whole template is delayed once per volume, by its first segment's
+   shift, with its slope in the delay; the other segments' shifts, a small part of a sample away
+   (the clocks drift little within a volume), are linear least-squares fits around it.
 3. **Amplitude fit**: head movement changes how much of each gradient axis a lead picks up, and a
    causal template lags behind it. Each channel's residual is regressed on the template's main
    components across channels (the gradient axes) above ``OBS_HIGHPASS`` Hz, where the artefact
    dominates the EEG; the mixing found is smoothed over ``FIT_SECONDS`` and removed over the whole
    band.
-4. **Optimal basis set** (Niazy et al. 2005): principal components of the same segment's residuals
-   in the previous volumes, above ``OBS_HIGHPASS`` Hz so that they hold no EEG, are fitted to the
-   current segment's residual and subtracted.
+4. **Optimal basis set** (after Niazy et al. 2005): per channel, principal components of the
+   previous volumes' residuals, above ``OBS_HIGHPASS`` Hz so that they hold no EEG, found once per
+   volume over the whole volume (the products between the residuals are kept as they come); their
+   part over each segment is fitted to the segment's residual by least squares and subtracted.
 
 Latency: a volume is corrected segment by segment (its slices when ``slices_per_volume`` is known,
 else blocks of ``BLOCK_SECONDS``), each as soon as its last sample and its volume's trigger are in.
@@ -81,8 +84,9 @@ BLOCK_SECONDS = 0.064  # segment length when the slices of a volume are not know
 MAX_SEGMENT_SECONDS = 0.1  # slices longer than this are split (bounds the latency)
 MAX_TR_SECONDS = 10.0  # a lone trigger with no second one within this is not a volume series
 SHIFT_HALF_TAPS = 12  # the fractional-delay filter spans 2 * 12 + 1 samples
-SHIFT_ITERATIONS = 3  # Gauss-Newton steps at a volume's first segment (one at the others)
+SHIFT_ITERATIONS = 3  # Gauss-Newton steps at a volume's first segment (a linear fit at the others)
 MAX_SHIFT = 1.5  # samples
+RELINEARISE = 0.1  # samples: a segment's shift this far from its volume's is refined on the segment alone
 FIT_COMPONENTS = 3  # gradient-axis components of the amplitude fit (x, y, z)
 FIT_SECONDS = 1.0  # time constant of the amplitude fit
 AXIS_MIN_POWER = 0.05  # segments with less artefact than this (of the template's mean) leave the fit alone
@@ -128,15 +132,12 @@ def _filter(values: np.ndarray, taps: np.ndarray) -> np.ndarray:
 
     Several rows give one output per row, stacked first.
     """
-    rows = np.atleast_2d(taps)
-    half = (rows.shape[1] - 1) // 2
-    out = np.stack(
-        [
-            ndimage.correlate1d(values, row, axis=-1, mode="nearest")[..., half : values.shape[-1] - half]
-            for row in rows
-        ]
-    )
-    return out if taps.ndim == 2 else out[0]
+    half = (taps.shape[-1] - 1) // 2
+    end = values.shape[-1] - half
+    if taps.ndim == 1:
+        return ndimage.correlate1d(values, taps, axis=-1, mode="nearest")[..., half:end]
+    rows = [ndimage.correlate1d(values, row, axis=-1, mode="nearest")[..., half:end] for row in taps]
+    return np.stack(rows)
 
 
 def _highpass_basis(length: int, sfreq: float) -> np.ndarray:
@@ -230,11 +231,21 @@ class _Tape:
 
 
 class _Ring:
-    """The last ``size`` arrays of one shape, in a preallocated block (their order is not kept)."""
+    """The last ``size`` arrays of one shape, in a preallocated block (their order is not kept).
 
-    def __init__(self, size: int) -> None:
+    With ``keep_total``, their sum is kept up to date as they come and go, and summed afresh whenever
+    the ring wraps so that rounding cannot build up. With ``keep_gram`` (arrays of shape (c, n)), the
+    inner products of every two of them, row by row: ``gram[r, i, j]`` for the arrays in slots ``i``
+    and ``j`` (slots ``0 .. count - 1`` hold arrays), kept in float64.
+    """
+
+    def __init__(self, size: int, keep_total: bool = False, keep_gram: bool = False) -> None:
         self.size = size
         self.block: np.ndarray | None = None
+        self.total: np.ndarray | None = None
+        self.gram: np.ndarray | None = None
+        self.keep_total = keep_total
+        self.keep_gram = keep_gram
         self.count = 0
         self._next = 0
 
@@ -243,18 +254,42 @@ class _Ring:
 
     def push(self, item: np.ndarray) -> None:
         if self.block is None or self.block.shape[1:] != item.shape:
-            self.block = np.empty((self.size, *item.shape), dtype=np.float32)
+            # The products need the arrays in double precision; the others are kept in single.
+            dtype = np.float64 if self.keep_gram else np.float32
+            self.block = np.empty((self.size, *item.shape), dtype=dtype)
+            self.total = np.zeros(item.shape) if self.keep_total else None
+            self.gram = np.zeros((item.shape[0], self.size, self.size)) if self.keep_gram else None
             self.count = self._next = 0
-        self.block[self._next] = item
+        index = self._next
+        slot = self.block[index]
+        if self.total is not None and self.count == self.size:
+            self.total -= slot
+        slot[...] = item
         self._next = (self._next + 1) % self.size
         self.count = min(self.count + 1, self.size)
+        if self.total is not None:
+            if self._next == 0:
+                np.sum(self.block, axis=0, dtype=np.float64, out=self.total)
+            else:
+                self.total += slot
+        if self.gram is not None:
+            products = (self.block[: self.count].transpose(1, 0, 2) @ slot[:, :, None])[:, :, 0]  # (c, count)
+            self.gram[:, index, : self.count] = products
+            self.gram[:, : self.count, index] = products
 
     def items(self) -> np.ndarray:
         assert self.block is not None
         return self.block[: self.count]
 
+    def mean(self) -> np.ndarray:
+        """The mean of the arrays held (float64; needs ``keep_total``)."""
+        assert self.total is not None and self.count > 0
+        return self.total / self.count
+
     def clear(self) -> None:
         self.count = self._next = 0
+        if self.total is not None:
+            self.total[...] = 0.0
 
 
 @dataclass
@@ -265,9 +300,12 @@ class _Volume:
     started: bool = False
     template: np.ndarray | None = None  # fixed at the first segment; None: not ready
     basis_count: int = 0  # residual examples the optimal basis set may use
+    basis: np.ndarray | None = None  # the optimal basis set, (channels, k, length)
     residual: np.ndarray | None = None
     shifts: list[tuple[float, int]] = field(default_factory=list)
     last_shift: float = 0.0
+    aligned: tuple[np.ndarray, np.ndarray] | None = None  # the template delayed by ``aligned_at``, its slope
+    aligned_at: float = 0.0
     valid: bool = True  # may join the template
     spatial: np.ndarray | None = None  # the template's main spatial components, (channels, k)
     component_power: float = 0.0  # their mean power over the template
@@ -353,6 +391,7 @@ class GradientCorrector:
             VOLUME_HIGHPASS_ORDER, min(VOLUME_HIGHPASS, 0.4 * self.sfreq), "highpass", fs=self.sfreq,
             output="sos",
         )  # fmt: skip
+        self._volume_highpass32 = self._volume_highpass.astype(np.float32)
         self._wait = max(1, round(trigger_wait * self.sfreq))
         self._h = SHIFT_HALF_TAPS
         self._highpass: dict[int, np.ndarray] = {}
@@ -371,9 +410,11 @@ class GradientCorrector:
         self._closing: list[_Volume] = []  # volumes ended, waiting for samples to join the template
         self._mode = "idle"  # between volumes: idle, stopped or artefact (no trigger, artefact seen)
         self._intervals: deque[float] = deque(maxlen=TR_HISTORY)
+        self._bounds_for: tuple[float, np.ndarray] | None = None  # the segments' starts, kept for one TR
         self._length: int | None = None  # template length in samples
-        self._ring = _Ring(self.template_volumes)  # volumes at the template's phase
-        self._residuals = _Ring(self.template_volumes)  # their residuals above OBS_HIGHPASS
+        self._ring = _Ring(self.template_volumes, keep_total=True)  # volumes at the template's phase
+        # Their residuals above OBS_HIGHPASS, with the products between them (channel by channel).
+        self._residuals = _Ring(self.template_volumes, keep_gram=True)
         self._template: np.ndarray | None = None
         self._slice_period: float | None = None  # samples, measured on the volume template
         self._period_age = 0  # templates composed since it was measured
@@ -542,7 +583,7 @@ class GradientCorrector:
 
     def _tr_samples(self) -> float | None:
         if self._intervals:
-            return float(np.mean(self._intervals))
+            return math.fsum(self._intervals) / len(self._intervals)
         return None if self.tr is None else self.tr * self.sfreq
 
     def _bounds(self) -> np.ndarray | None:
@@ -550,13 +591,18 @@ class GradientCorrector:
         tr = self._tr_samples()
         if tr is None:
             return None
+        if self._bounds_for is not None and self._bounds_for[0] == tr:
+            return self._bounds_for[1]
         seconds = tr / self.sfreq
         if self.slices_per_volume is not None:
             per_slice = math.ceil(seconds / self.slices_per_volume / MAX_SEGMENT_SECONDS - 1e-9)
             count = self.slices_per_volume * max(1, per_slice)
         else:
             count = max(1, round(seconds / BLOCK_SECONDS))
-        return np.round(np.arange(count) * tr / count).astype(np.int64)
+        bounds = np.round(np.arange(count) * tr / count).astype(np.int64)
+        bounds.flags.writeable = False
+        self._bounds_for = (tr, bounds)
+        return bounds
 
     def _place_triggers(self) -> None:
         """Turn trigger stamps covered by samples into sample indices (the nearest sample)."""
@@ -751,6 +797,7 @@ class GradientCorrector:
         if len(self._ring) >= self.min_template_volumes and self._template is not None and volume.valid:
             volume.template = self._template.astype(np.float64)
             volume.basis_count = len(self._residuals)
+            volume.basis = self._volume_basis(volume.basis_count)
             volume.residual = np.zeros((self._corr.size, self._length), dtype=np.float32)
             inner = volume.template[:, self._h : -self._h]
             count = min(FIT_COMPONENTS, inner.shape[0])
@@ -762,6 +809,7 @@ class GradientCorrector:
 
     def _close(self, volume: _Volume) -> None:
         self._cur = None
+        volume.aligned = volume.basis = None  # corrected: only its samples and residual are still needed
         if volume.started and volume.valid and volume.onset - 2 * self._h >= self._tape.start:
             self._closing.append(volume)
 
@@ -786,8 +834,7 @@ class GradientCorrector:
                 delta = 0.0
             self._shift_history.append(delta)
             self._ring.push(_filter(record, shift_kernel(-delta)))
-            mean = np.asarray(np.mean(self._ring.items(), axis=0, dtype=np.float64))
-            self._template = np.asarray(self._compose(mean), dtype=np.float32)
+            self._template = np.asarray(self._compose(self._ring.mean()), dtype=np.float32)
             if volume.residual is not None:
                 self._residuals.push(volume.residual)
 
@@ -808,12 +855,15 @@ class GradientCorrector:
         if period is None:
             return volume
         tiled = self._tile(volume, period, slices, tr)
-        rest = volume - tiled
-        if not np.sum(rest * rest) < PERIODIC_RATIO * np.sum(volume * volume):
+        rest = (volume - tiled).ravel()
+        flat = volume.ravel()
+        if not float(np.dot(rest, rest)) < PERIODIC_RATIO * float(np.dot(flat, flat)):
             self._slice_period = None
             return volume
-        high = signal.sosfiltfilt(self._volume_highpass, rest, axis=-1)
-        return np.asarray(tiled + high)
+        # Single precision: the template is kept in it, and the filter runs twice as fast.
+        rest32 = rest.reshape(volume.shape).astype(np.float32)
+        tiled += signal.sosfiltfilt(self._volume_highpass32, rest32, axis=-1)
+        return tiled
 
     def _measure_period(self, volume: np.ndarray, guess: float) -> float | None:
         """Slice period (samples) of a volume template, the first slice starting at the onset.
@@ -928,28 +978,60 @@ class GradientCorrector:
         segment = template[:, pa : pb + 2 * self._h]
         delta = volume.last_shift
         if finite.all() and pb - pa >= 4:
-            delta, shifted = estimate_shift(x, segment, delta, SHIFT_ITERATIONS if not volume.shifts else 1)
+            delta, shifted = self._align(volume, x, pa, pb)
         else:
             if finite.any() and pb - pa >= 4:
                 delta, _ = estimate_shift(x[finite], segment[finite], delta)
             shifted = _filter(segment, shift_kernel(delta))
+        all_finite = bool(finite.all())
         residual = x - shifted
-        residual -= self._axis_fit(volume, shifted, np.where(finite[:, None], residual, 0.0))
-        cleaned = residual - self._basis_fit(volume, pa, pb, np.where(finite[:, None], residual, 0.0))
+        masked = residual if all_finite else np.where(finite[:, None], residual, 0.0)
+        residual -= self._axis_fit(volume, shifted, masked)
+        kept = residual if all_finite else np.where(finite[:, None], residual, 0.0)
+        low = self._low_basis(pb - pa)
+        high = kept - (kept @ low) @ low.T
+        cleaned = residual - self._basis_fit(volume, pa, pb, high)
         out[self._corr] = cleaned
-        if not finite.all():
+        if not all_finite:
             volume.valid = False
         if volume.residual is not None:
-            low = self._low_basis(pb - pa)
-            kept = np.where(np.isfinite(residual), residual, 0.0)
-            volume.residual[:, pa:pb] = kept - (kept @ low) @ low.T
+            volume.residual[:, pa:pb] = high
         volume.shifts.append((delta, pb - pa))
         volume.last_shift = delta
-        if self._residual_estimate is not None and finite.all():
+        if self._residual_estimate is not None and all_finite:
             alpha = 1.0 / self.template_volumes
             part = self._residual_estimate[:, pa:pb]
             part += alpha * (cleaned - part)
         self._emit(a, b, TRIGGER_INFERRED if volume.inferred else None, out)
+
+    def _align(self, volume: _Volume, x: np.ndarray, pa: int, pb: int) -> tuple[float, np.ndarray]:
+        """The segment's fractional shift against the template, and the template shifted by it.
+
+        At the volume's first segment the shift is found by Gauss-Newton, and the whole template is
+        delayed by it once, with its slope in the delay. The clocks drift little within a volume, so
+        each segment's shift is then a linear least-squares fit around that one (within
+        ``RELINEARISE`` samples of it; further, the segment is filtered on its own).
+        """
+        assert volume.template is not None
+        h = self._h
+        if volume.aligned is None:
+            segment = volume.template[:, pa : pb + 2 * h]
+            start, _ = estimate_shift(x, segment, volume.last_shift, SHIFT_ITERATIONS)
+            taps = _shift_and_slope(start)
+            volume.aligned = (_filter(volume.template, taps[0]), _filter(volume.template, taps[1]))
+            volume.aligned_at = start
+        base, slope = volume.aligned[0][:, pa:pb], volume.aligned[1][:, pa:pb]
+        residual = x - base
+        residual -= residual.mean(axis=1, keepdims=True)
+        centred = slope - slope.mean(axis=1, keepdims=True)
+        norm = float(np.sum(centred * centred))
+        if not norm > 0:
+            return volume.aligned_at, base
+        step = float(np.sum(residual * centred)) / norm
+        delta = float(np.clip(volume.aligned_at + step, -MAX_SHIFT, MAX_SHIFT))
+        if abs(delta - volume.aligned_at) > RELINEARISE:
+            return estimate_shift(x, volume.template[:, pa : pb + 2 * h], delta, 1)
+        return delta, base + (delta - volume.aligned_at) * slope
 
     def _axis_fit(self, volume: _Volume, shifted: np.ndarray, residual: np.ndarray) -> np.ndarray:
         """The residual explained by the template's gradient-axis components, mixed across channels.
@@ -963,15 +1045,21 @@ class GradientCorrector:
         if spatial is None:
             return np.zeros_like(residual)
         components = spatial.T @ shifted  # (k, n)
-        if not np.mean(np.sum(components**2, axis=0)) >= AXIS_MIN_POWER * volume.component_power:
+        if not float(np.vdot(components, components)) >= (
+            AXIS_MIN_POWER * volume.component_power * components.shape[1]
+        ):
             # Too little artefact here (a gap between volumes) to measure the mixing: keep it.
             return np.zeros_like(residual) if self._mixing is None else np.asarray(self._mixing @ shifted)
         low = self._low_basis(shifted.shape[1])
         high = components - (components @ low) @ low.T
         gram = high @ high.T
-        if not np.all(np.isfinite(gram)) or np.linalg.cond(gram) > 1e12:
+        if not np.all(np.isfinite(gram)):
             return np.zeros_like(residual)
-        coefficients = np.linalg.solve(gram, high @ (residual - (residual @ low) @ low.T).T).T  # (c, k)
+        values, vectors = np.linalg.eigh(gram)
+        if not values[0] * 1e12 >= values[-1]:  # ill-conditioned (or not positive definite)
+            return np.zeros_like(residual)
+        # ``high`` has no part below OBS_HIGHPASS, so the residual's low part drops out of the products.
+        coefficients = ((residual @ high.T) @ vectors / values) @ vectors.T  # (c, k)
         mixing = coefficients @ spatial.T  # channel by channel
         weight = 1 - math.exp(-shifted.shape[1] / (FIT_SECONDS * self.sfreq))
         if self._mixing is None:
@@ -985,26 +1073,42 @@ class GradientCorrector:
             low = self._highpass[length] = _highpass_basis(length, self.sfreq)
         return low
 
-    def _basis_fit(self, volume: _Volume, pa: int, pb: int, residual: np.ndarray) -> np.ndarray:
-        """Optimal basis set: the previous volumes' residual components above ``OBS_HIGHPASS`` Hz."""
-        count = min(self.residual_components, volume.basis_count)
-        if count == 0 or volume.basis_count < 2 or pb - pa < 8:
-            return np.zeros_like(residual)
-        # Examples: the same samples of previous volumes, stored above OBS_HIGHPASS, (c, v, n).
-        examples = (
-            self._residuals.items()[: volume.basis_count, :, pa:pb].transpose(1, 0, 2).astype(np.float64)
-        )
-        low = self._low_basis(pb - pa)
-        gram = examples @ examples.transpose(0, 2, 1)
-        values, vectors = np.linalg.eigh(gram)
+    def _basis_fit(self, volume: _Volume, pa: int, pb: int, high: np.ndarray) -> np.ndarray:
+        """Optimal basis set: the previous volumes' residual components above ``OBS_HIGHPASS`` Hz.
+
+        ``high`` is the segment's residual above ``OBS_HIGHPASS`` Hz, (channels, n), fitted by least
+        squares to the part of the volume's components (:meth:`_volume_basis`) over its samples.
+        """
+        if volume.basis is None or pb - pa < 8:
+            return np.zeros_like(high)
+        part = volume.basis[:, :, pa:pb]  # (c, k, n)
+        values, vectors = np.linalg.eigh(part @ part.transpose(0, 2, 1))
+        # Components with (next to) nothing over this segment are left out of the fit.
+        usable = values > 1e-9 * np.maximum(values[:, -1:], 1e-300)
+        inverse = np.where(usable, 1.0 / np.where(usable, values, 1.0), 0.0)
+        projected = vectors.transpose(0, 2, 1) @ (part @ high[:, :, None])  # (c, k, 1)
+        coefficients = vectors @ (inverse[:, :, None] * projected)
+        return np.asarray((coefficients.transpose(0, 2, 1) @ part)[:, 0, :])
+
+    def _volume_basis(self, examples: int) -> np.ndarray | None:
+        """The optimal basis set of a volume: (channels, k, length), rows orthonormal.
+
+        Per channel, the main principal components of the last ``examples`` volumes' residuals (above
+        ``OBS_HIGHPASS`` Hz) over the whole volume, those well above the median variance; None when
+        there are too few.
+        """
+        count = min(self.residual_components, examples)
+        if count == 0 or examples < 2:
+            return None
+        gram = self._residuals.gram
+        assert gram is not None
+        values, vectors = np.linalg.eigh(gram[:, :examples, :examples])
         # Components well above the examples' median variance are artefact; the rest would be EEG.
         floor = OBS_SIGNIFICANCE * np.median(values, axis=1, keepdims=True)
         values, vectors = values[:, -count:], vectors[:, :, -count:]
         scale = np.where(values > np.maximum(floor, 1e-300), values, np.inf)
-        basis = (vectors.transpose(0, 2, 1) @ examples) / np.sqrt(scale)[:, :, None]
-        high = residual - (residual @ low) @ low.T
-        coefficients = np.einsum("cn,ckn->ck", high, basis)
-        return np.asarray(np.einsum("ck,ckn->cn", coefficients, basis))
+        weights = vectors.transpose(0, 2, 1) / np.sqrt(scale)[:, :, None]  # (c, k, examples)
+        return np.asarray(weights @ self._residuals.items()[:examples].transpose(1, 0, 2))
 
 
 def offline_aas(data: np.ndarray, sfreq: float, onsets: np.ndarray, n_volumes: int) -> np.ndarray:

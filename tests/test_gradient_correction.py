@@ -11,6 +11,7 @@ from stream.gradient_correction import (
     TRIGGER_INFERRED,
     UNCORRECTED,
     GradientCorrector,
+    _Ring,
     offline_aas,
 )
 from tests.gradient_surrogate import Surrogate, make_surrogate
@@ -279,6 +280,25 @@ def test_nan_input_stays_in_its_samples_and_keeps_out_of_the_template():
     assert np.isfinite(out[a : a + 50, [0, 1, 3]]).all()
     for k in (12, 13):  # the volume with NaN left out of the template: later volumes as good as without
         assert volume_error(s, out, k) < 1.2 * volume_error(s, reference, k) + 1e-3
+
+
+def test_the_kept_sums_and_products_are_those_of_the_volumes_held():
+    """The template's running mean and the residuals' products follow the ring through wraps and a clear."""
+    rng = np.random.default_rng(5)
+    means, products = _Ring(4, keep_total=True), _Ring(4, keep_gram=True)
+    for step in range(23):
+        if step == 13:  # a restart halfway through a turn of the ring
+            means.clear()
+            products.clear()
+        item = rng.standard_normal((3, 50)).astype(np.float32) * (1 + step)
+        means.push(item)
+        products.push(item)
+        held = products.items()
+        assert len(means) == len(products) == min(4, step + 1 if step < 13 else step - 12)
+        np.testing.assert_allclose(means.mean(), means.items().astype(np.float64).mean(axis=0), rtol=1e-10)
+        assert products.gram is not None
+        expected = np.einsum("vcn,wcn->cvw", held, held)
+        np.testing.assert_allclose(products.gram[:, : len(held), : len(held)], expected, rtol=1e-10)
 
 
 def test_refuses_bad_arguments_with_a_clear_message():
