@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from cli.recording_source import resolve_sources
+from model.contract import ContractError
 from model.dataset import read_feature_table
 from pipeline.batch_extraction import EXTRACTED, FAILED, SKIPPED, ExtractionSettings, extract_into
 from pipeline.cluster import dask_client
@@ -100,8 +101,14 @@ def test_a_rerun_skips_everything_and_changed_settings_extract_again(dataset, cl
     log_power = dataclasses.replace(
         settings_for(dataset), features=dataclasses.replace(Settings().features, power_scale="log")
     )
+    default_settings_file = (folder / "sub-97_task-rest_run-1.parquet").read_bytes()
     redone = extract_into(sources.jobs, folder, log_power, client=client, progress=False)
     assert [r.status for r in redone] == [EXTRACTED] * 6
+
+    # A file left from other settings makes the dataset's contract refuse the folder, naming it.
+    (folder / "sub-96_task-rest_run-1.parquet").write_bytes(default_settings_file)
+    with pytest.raises(ContractError, match=r"sub-96_task-rest_run-1\.parquet .* different features"):
+        dataset_contract(folder)
 
 
 def test_a_corrupt_recording_is_reported_and_the_others_extracted(dataset, tmp_path):
