@@ -15,13 +15,14 @@ It is removed as in Niazy et al. (2005), causally, beat by beat:
 - **Template and fit** (an optimal basis set, Niazy et al. 2005, fitted across channels). Each
   beat's epoch is ``[peak - before, peak + after]``. The basis comes from the previous
   ``template_beats`` beats' epochs (causal): their mean, spatially whitened (the EEG's covariance
-  across channels, from the last corrected epochs, shrunk towards the identity), is split by a
-  singular value decomposition into spatio-temporal components, and only those above the EEG left
-  in the mean are kept (at most ``components``; the EEG's level is the largest singular value of
-  the same average taken with alternating signs, which cancels the BCG). Those components and the
-  slope of their sum (a beat a few ms or a fraction of a sample early or late) are fitted to the
-  epoch by generalised least squares: one gain per basis vector shared by all channels, spatially
-  whitened, beside each channel's offset and linear trend (fitted, not removed).
+  across channels, from the last corrected epochs, shrunk towards the identity), is projected on
+  the BCG's main spatial patterns (the main eigenvectors of the whitened epochs' spatial second
+  moment, which every beat's BCG raises and the whitened EEG raises evenly), and only the components
+  above the EEG left in the mean are kept (at most ``components``; the EEG's level is the largest
+  singular value of the same average taken with alternating signs, which cancels the BCG). Those
+  components and the slope of their sum (a beat a few ms or a fraction of a sample early or late)
+  are fitted to the epoch by generalised least squares: one gain per basis vector shared by all
+  channels, spatially whitened, beside each channel's offset and linear trend (fitted, not removed).
 
   Why not Niazy's per-channel principal components of the deviations from the mean: with 20-60 µV
   of BCG over 8-20 µV of EEG, 30 beats' deviations are mostly EEG, so their first components, and
@@ -69,6 +70,7 @@ MISSING_BEAT = 1.5  # RR intervals without a beat after which uncovered samples 
 RR_HISTORY = 8  # intervals for the median RR
 LONGEST_RR = 2.0  # s: longer intervals are gaps, not heartbeats, for the median RR
 NOISE_FACTOR = 1.0  # a template component is kept when above the largest of the EEG left in the mean
+ECG_BLOCK = 0.1  # s: the ECG goes to the R-peak detector in blocks this long (fewer, larger calls)
 SHRINKAGE = 0.1  # of the EEG's spatial covariance, towards a multiple of the identity
 
 Span = tuple[float, float, str]
@@ -157,7 +159,9 @@ class BcgCorrector:
         self._trend = trend / np.linalg.norm(trend, axis=1, keepdims=True)
         self._max_nearby = round(MAX_NEARBY * self.sfreq)
         self._detector = RPeakDetector(self.sfreq) if ecg_channel is not None else None
-        ecg_latency = self._detector.max_latency if self._detector is not None else 0
+        self._ecg_block = max(1, round(ECG_BLOCK * self.sfreq))
+        # A beat is known once the block holding its confirmation has been fed to the detector.
+        ecg_latency = self._detector.max_latency + self._ecg_block - 1 if self._detector is not None else 0
         # An ECG beat is used when confirmed by `peak + after + lookahead - max_nearby`: then every
         # ECG beat that can matter to a decision at a position is known when that decision is taken.
         self._lookahead = max(self._dom, ecg_latency + self._max_nearby - self._after)
@@ -184,7 +188,16 @@ class BcgCorrector:
         self._beats: deque[_Beat] = deque()
         self._history: deque[np.ndarray] = deque(maxlen=self.template_beats)  # raw epochs
         self._residuals: deque[np.ndarray] = deque(maxlen=self.template_beats)  # epochs after correction
+        # Each epoch's spatial second moment (channels x channels, detrended; NaN for a non-finite channel),
+        # computed once, for the BCG's spatial subspace (raw epochs) and the EEG's covariance (residuals).
+        self._history_moments: deque[np.ndarray] = deque(maxlen=self.template_beats)
+        self._residual_moments: deque[np.ndarray] = deque(maxlen=self.template_beats)
         self._rr: deque[int] = deque(maxlen=RR_HISTORY)
+        self._rr_median: float | None = None  # median of _rr, kept until it changes
+        self._ecg_fed = 0  # ECG samples given to the detector (whole blocks)
+        self._ecg_times = np.empty(0)  # the ECG not fed yet
+        self._ecg_values = np.empty(0)
+        self._ecg_ended = False  # flushing: the detector has had the whole ECG
         self._ecg_amplitudes: deque[float] = deque(maxlen=2 * RR_HISTORY)  # template amplitude at ECG beats
         self._filter: tuple[np.ndarray, float] | None = None  # matched filter from the history
         self._amplitudes: tuple[np.ndarray, int, np.ndarray] | None = None  # its values from a position on
@@ -219,9 +232,8 @@ class BcgCorrector:
             self._data = np.concatenate([self._data, values.T], axis=1)
             self._times = np.concatenate([self._times, stamps])
             self._count += stamps.size
-            if self._detector is not None and self.ecg_channel is not None:
-                for beat in self._detector.process(stamps, values[:, self.ecg_channel]):
-                    self._offer_ecg_beat(beat.sample, beat.confirmed_at, beat.plausible)
+            if self._detector is not None and self.ecg_channel is not None and not self._ecg_ended:
+                self._feed_ecg(stamps, values[:, self.ecg_channel])
         self._advance(self._count - self._after - self._lookahead)
         out = self._emit(self._frontier - self._before)
         self._trim()
@@ -237,6 +249,12 @@ class BcgCorrector:
             out = self.process(np.empty(0), np.empty((0, self.n_channels)))
             self.reset()
             return out
+        if self._detector is not None:
+            # The ECG's end: its last beats are decided on what there is (no padding for the detector).
+            beats = self._detector.process(self._ecg_times, self._ecg_values) if self._ecg_values.size else []
+            for beat in beats + self._detector.flush():
+                self._offer_ecg_beat(beat.sample, beat.confirmed_at, beat.plausible)
+            self._ecg_ended = True
         real = self._count
         period = 1.0 / self.sfreq
         last = float(self._times[-1])
@@ -250,16 +268,34 @@ class BcgCorrector:
         return times[:cut], data[:cut], spans
 
     # ------------------------------------------------------------------ beats
+    def _feed_ecg(self, times: np.ndarray, ecg: np.ndarray) -> None:
+        """Give the detector the ECG's whole blocks (whose ends are fixed sample numbers) now complete."""
+        assert self._detector is not None
+        self._ecg_times = np.concatenate([self._ecg_times, times])
+        self._ecg_values = np.concatenate([self._ecg_values, ecg])
+        ready = self._count // self._ecg_block * self._ecg_block - self._ecg_fed
+        if ready <= 0:
+            return
+        beats = self._detector.process(self._ecg_times[:ready], self._ecg_values[:ready])
+        self._ecg_times = self._ecg_times[ready:]
+        self._ecg_values = self._ecg_values[ready:]
+        self._ecg_fed += ready
+        for beat in beats:
+            self._offer_ecg_beat(beat.sample, beat.confirmed_at, beat.plausible)
+
     def _offer_ecg_beat(self, sample: float, confirmed: int, plausible: bool) -> None:
         peak = int(np.floor(sample + 0.5))
+        known = (confirmed // self._ecg_block + 1) * self._ecg_block - 1  # its block's last sample
         # Usable when plausible and known by the time decisions near it are taken (else dropped:
         # a beat found by search-back after its epoch began to be output).
-        if plausible and confirmed <= peak + self._after + self._lookahead - self._max_nearby:
+        if plausible and known <= peak + self._after + self._lookahead - self._max_nearby:
             if peak >= self._frontier and (not self._ecg or peak > self._ecg[-1]):
                 self._ecg.append(peak)
 
     def _median_rr(self) -> float:
-        return float(np.median(self._rr)) if self._rr else self.sfreq
+        if self._rr_median is None:
+            self._rr_median = float(np.median(self._rr)) if self._rr else self.sfreq
+        return self._rr_median
 
     def _advance(self, target: int) -> None:
         """Decide the beats at positions before ``target``, in order."""
@@ -323,7 +359,10 @@ class BcgCorrector:
         if matched is None:
             return True
         reach = max(1, round(ALIGNMENT * self.sfreq))
-        around = self._compute_amplitude(peak - 2 * reach, peak + 2 * reach + 1, *matched)
+        lo, hi = peak - 2 * reach, peak + 2 * reach + 1
+        if not np.isfinite(self._segment(lo - self._before, hi - self._before + self._epoch - 1)).all():
+            return True  # part of the EEG missing (or the recording's end): its amplitude says nothing
+        around = self._compute_amplitude(lo, hi, *matched)
         amplitude = float(around[2 * reach])
         seen = np.asarray(self._ecg_amplitudes)
         steady = seen.size >= self.min_template_beats and float(seen.std()) <= STEADY_AMPLITUDE
@@ -387,6 +426,7 @@ class BcgCorrector:
             interval = peak - self._beats[-1].peak
             if interval <= LONGEST_RR * self.sfreq:
                 self._rr.append(interval)
+                self._rr_median = None
         start = peak - self._before
         epoch = self._segment(start, peak + self._after + 1)
         # The earlier beats' fitted artefacts are taken out of this epoch where theirs overlap it, so
@@ -407,18 +447,20 @@ class BcgCorrector:
             if artefact is not None and end > start:
                 held[:, start - (previous - self._before) :] -= artefact[:, : end - start]
             self._history.append(held)
+            self._history_moments.append(self._moment(held))
             self._filter = None
             if fitted is not None:
                 self._residuals.append(held - fitted)
+                self._residual_moments.append(self._moment(held - fitted))
         self._waiting = (peak, epoch, artefact)
 
     def _fit(self, epoch: np.ndarray) -> np.ndarray | None:
         """The optimal-basis-set fit to ``epoch`` from the previous beats (None: too few yet).
 
-        The basis: the template's main components (each channel's mean epoch, spatially whitened,
-        reduced to the components standing out of the EEG left in it) and the slope of their sum.
-        One gain per basis vector for all channels, fitted by generalised least squares (spatially
-        whitened) beside each channel's offset and linear trend.
+        The basis: the template's main spatial components (each channel's mean epoch, spatially
+        whitened, projected on the BCG's main spatial patterns that stand out of the EEG left in it)
+        and the slope of their sum. One gain per basis vector for all channels, fitted by generalised
+        least squares (spatially whitened) beside each channel's offset and linear trend.
         """
         if len(self._history) < self.min_template_beats:
             return None
@@ -429,19 +471,19 @@ class BcgCorrector:
         if not usable.any():
             return np.zeros_like(epoch)
         picks = np.flatnonzero(usable)
-        inside = valid[picks][:, :, None]
-        mean = np.where(inside, epochs[picks], 0.0).sum(axis=1) / counts[picks][:, None]
-        whitener, unwhitener = self._whitener(picks, epochs[picks], valid[picks], mean)
+        chosen = epochs if picks.size == epochs.shape[0] else epochs[picks]
+        valid = valid[picks]
+        counts = counts[picks]
+        if valid.all():  # the usual case
+            mean = chosen.mean(axis=1)
+            deviations = chosen - mean[:, None, :]
+        else:
+            inside = valid[:, :, None]
+            mean = np.where(inside, chosen, 0.0).sum(axis=1) / counts[:, None]
+            deviations = np.where(inside, chosen - mean[:, None, :], 0.0)
+        whitener, unwhitener = self._whitener(picks, deviations, valid)
         if self.components > 0:
-            # The template reduced to its components above the noise: singular values of the whitened
-            # mean over the largest of the same average with alternating signs (EEG alone).
-            signs = np.where(np.arange(epochs.shape[1]) % 2 == 0, 1.0, -1.0)[None, :, None]
-            noise = np.where(inside, epochs[picks] - mean[:, None, :], 0.0) * signs
-            noise = whitener @ (noise.sum(axis=1) / counts[picks][:, None])
-            u, values, vt = np.linalg.svd(whitener @ mean, full_matrices=False)
-            floor = NOISE_FACTOR * float(np.linalg.svd(noise, compute_uv=False)[0])
-            rank = int(np.clip(np.sum(values > floor), 1, self.components))
-            parts = [unwhitener @ (values[j] * np.outer(u[:, j], vt[j])) for j in range(rank)]
+            parts = self._components(picks, mean, deviations, counts, whitener, unwhitener)
             smooth = np.sum(parts, axis=0)
         else:
             parts = [mean]
@@ -450,41 +492,87 @@ class BcgCorrector:
         # template plus this times the shift, so timing and sub-sample alignment are fitted too.
         parts.append(np.gradient(smooth, axis=1))
         basis = np.stack(parts)  # (vectors, usable channels, samples)
-        gains = self._gains(basis, epoch[picks], picks, whitener, epochs[picks], valid[picks], mean)
+        gains = self._gains(basis, epoch[picks], picks, whitener, deviations, valid)
         artefact = np.zeros_like(epoch)
         if gains is not None:
             artefact[picks] = np.tensordot(gains, basis, axes=1)
         return artefact
+
+    def _components(
+        self,
+        picks: np.ndarray,
+        mean: np.ndarray,
+        deviations: np.ndarray,
+        counts: np.ndarray,
+        whitener: np.ndarray,
+        unwhitener: np.ndarray,
+    ) -> list[np.ndarray]:
+        """The mean template's components above the EEG left in it (at most ``components``).
+
+        The BCG's spatial patterns are the main eigenvectors of the whitened epochs' spatial second
+        moment: every beat's BCG adds to it while the EEG, white after the whitening, raises all
+        directions alike, so the patterns come from all the epochs' energy and not from their mean
+        only (where the EEG left in it tilts a weak pattern). Each pattern's time course is the
+        whitened mean's projection on it; those whose norm exceeds the EEG left in the mean (the
+        largest singular value of the same average taken with alternating signs, which cancels the
+        BCG) are kept.
+        """
+        signs = np.where(np.arange(deviations.shape[1]) % 2 == 0, 1.0, -1.0)
+        noise = whitener @ (np.tensordot(deviations, signs, axes=([1], [0])) / counts[:, None])
+        floor = NOISE_FACTOR * float(np.linalg.svd(noise, compute_uv=False)[0])
+        moments = self._moments(self._history_moments, picks)
+        if len(moments) >= self.min_template_beats:
+            _, vectors = np.linalg.eigh(whitener @ np.sum(moments, axis=0) @ whitener)
+            patterns = vectors[:, ::-1][:, : self.components]
+            courses = patterns.T @ (whitener @ mean)
+            values = np.linalg.norm(courses, axis=1)
+            order = np.argsort(-values, kind="stable")
+            rank = int(np.clip(np.sum(values > floor), 1, self.components))
+            return [unwhitener @ np.outer(patterns[:, j], courses[j]) for j in order[:rank]]
+        u, values, vt = np.linalg.svd(whitener @ mean, full_matrices=False)
+        rank = int(np.clip(np.sum(values > floor), 1, self.components))
+        return [unwhitener @ (values[j] * np.outer(u[:, j], vt[j])) for j in range(rank)]
+
+    def _moment(self, epoch: np.ndarray) -> np.ndarray:
+        """An epoch's spatial second moment, detrended (NaN in a non-finite channel's row and column)."""
+        detrended = self._detrend(epoch)
+        return np.asarray(detrended @ detrended.T)
+
+    def _moments(self, moments: deque[np.ndarray], picks: np.ndarray) -> list[np.ndarray]:
+        """The stored moments restricted to ``picks``, those finite there."""
+        if picks.size != self._picks.size:
+            chosen = [m[np.ix_(picks, picks)] for m in moments]
+        else:
+            chosen = list(moments)
+        return [m for m in chosen if np.isfinite(m).all()]
 
     def _detrend(self, x: np.ndarray) -> np.ndarray:
         """``x`` (..., samples) less its least-squares offset and linear trend over the epoch."""
         return x - (x @ self._trend.T) @ self._trend
 
     def _whitener(
-        self, picks: np.ndarray, epochs: np.ndarray, valid: np.ndarray, mean: np.ndarray
+        self, picks: np.ndarray, deviations: np.ndarray, valid: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Spatial whitening of the EEG under the BCG, and its inverse, for the channels ``picks``.
 
         The EEG's covariance across channels is estimated from the last beats' epochs after
-        correction (before the first correction: from the epochs' deviations from their mean),
+        correction (before the first correction: from the epochs' ``deviations`` from their mean),
         shrunk towards a multiple of the identity.
         """
-        residuals = [r[picks] for r in self._residuals if np.isfinite(r[picks]).all()]
-        if residuals:
-            samples = self._detrend(np.stack(residuals))
+        moments = self._moments(self._residual_moments, picks)
+        eye = np.eye(picks.size)
+        if moments:
+            covariance = np.sum(moments, axis=0) / (len(moments) * self._epoch)
         else:
-            samples = (epochs - mean[:, None, :])[:, valid.all(axis=0)].transpose(1, 0, 2)
-            samples = self._detrend(samples)
-        pooled = samples.transpose(1, 0, 2).reshape(picks.size, -1)
-        if pooled.shape[1] == 0:
-            eye = np.eye(picks.size)
-            return eye, eye
-        covariance = pooled @ pooled.T / pooled.shape[1]
+            samples = self._detrend(deviations[:, valid.all(axis=0)].transpose(1, 0, 2))
+            pooled = samples.transpose(1, 0, 2).reshape(picks.size, -1)
+            if pooled.shape[1] == 0:
+                return eye, eye
+            covariance = pooled @ pooled.T / pooled.shape[1]
         level = float(np.trace(covariance)) / picks.size
         if not level > 0:
-            eye = np.eye(picks.size)
             return eye, eye
-        covariance = (1 - SHRINKAGE) * covariance + SHRINKAGE * level * np.eye(picks.size)
+        covariance = (1 - SHRINKAGE) * covariance + SHRINKAGE * level * eye
         values, vectors = np.linalg.eigh(covariance)
         values = np.maximum(values, 1e-12 * level)
         whitener = (vectors / np.sqrt(values)) @ vectors.T
@@ -496,9 +584,8 @@ class BcgCorrector:
         epoch: np.ndarray,
         picks: np.ndarray,
         whitener: np.ndarray,
-        epochs: np.ndarray,
+        deviations: np.ndarray,
         valid: np.ndarray,
-        mean: np.ndarray,
     ) -> np.ndarray | None:
         """Gains of the basis in ``epoch``: least squares over its finite part, spatially whitened.
 
@@ -512,15 +599,18 @@ class BcgCorrector:
         if not rows.any() or columns.sum() < basis.shape[0] + 3:
             return None
         if not rows.all():
-            whitener, _ = self._whitener(picks[rows], epochs[rows], valid[rows], mean[rows])
-        ramp = np.linspace(-1.0, 1.0, self._epoch)[columns]
-        trend, _ = np.linalg.qr(np.stack([np.ones(ramp.size), ramp], axis=1))  # (samples, 2)
+            whitener, _ = self._whitener(picks[rows], deviations[rows], valid[rows])
+        if columns.all():
+            trend = self._trend.T
+        else:
+            ramp = np.linspace(-1.0, 1.0, self._epoch)[columns]
+            trend, _ = np.linalg.qr(np.stack([np.ones(ramp.size), ramp], axis=1))  # (samples, 2)
 
         def prepared(x: np.ndarray) -> np.ndarray:
             """Detrended over the used samples, then whitened across the used channels."""
-            part = x[..., rows, :][..., columns]
+            part = x if rows.all() and columns.all() else x[..., rows, :][..., columns]
             part = part - (part @ trend) @ trend.T
-            return np.asarray(np.einsum("ij,...js->...is", whitener, part))
+            return np.asarray(np.matmul(whitener, part))
 
         left = prepared(basis).reshape(basis.shape[0], -1)
         right = prepared(epoch).reshape(-1)

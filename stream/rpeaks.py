@@ -174,9 +174,14 @@ class RPeakDetector:
         return beats
 
     def flush(self) -> list[RPeak]:
-        """At the end of a recording: nothing more can be confirmed; forget the state."""
+        """At the end of a recording: decide its last candidates, then forget the state.
+
+        The candidates of the last ``DOMINANCE`` s are judged with the ECG after the end counting as
+        lower than any (as before its start); they are confirmed at the last sample.
+        """
+        beats = self._examine(final=True) if self._count else []
         self.reset()
-        return []
+        return beats
 
     # ------------------------------------------------------------------ quality
     @property
@@ -242,9 +247,10 @@ class RPeakDetector:
         return float(np.median(np.abs(np.diff(rr)))) <= IRREGULARITY * median
 
     # ------------------------------------------------------------------ decisions
-    def _examine(self) -> list[RPeak]:
+    def _examine(self, final: bool = False) -> list[RPeak]:
         """Find the dominant energy peaks now decidable and classify them in order."""
-        last = self._count - 1 - self._dom  # a candidate needs DOMINANCE s after it
+        # A candidate needs DOMINANCE s after it (at the end of the recording, what there is).
+        last = self._count - 1 if final else self._count - 1 - self._dom
         beats: list[RPeak] = []
         if last >= self._scan:
             lo = self._scan - self._base
@@ -252,6 +258,8 @@ class RPeakDetector:
             # Before sample 0 the energy counts as -inf; later the buffer holds DOMINANCE s before `lo`.
             pad = self._dom if self._base == 0 else 0
             energy = np.concatenate([np.full(pad, -np.inf), self._energy]) if pad else self._energy
+            if final:
+                energy = np.concatenate([energy, np.full(self._dom, -np.inf)])
             windows = sliding_window_view(energy, 2 * self._dom + 1)[
                 lo + pad - self._dom : hi + pad - self._dom
             ]
@@ -266,14 +274,14 @@ class RPeakDetector:
         learn_end = round(LEARNING * self.sfreq)
         if not self._learned:
             if self._count < learn_end:
-                return beats
+                return beats  # (a recording shorter than the learning period has no beats)
             heights = [h for i, h in self._pending if i + self._dom < learn_end]
             self._spk = 0.5 * max(heights) if heights else 0.0
             self._npk = 0.5 * float(np.mean(self._energy[: learn_end - self._base]))
             self._learned = True
             self._reference = learn_end - 1
         for i, h in self._pending:
-            confirmed = max(i + self._dom, learn_end - 1)
+            confirmed = max(min(i + self._dom, self._count - 1), learn_end - 1)
             beats.extend(self._classify(i, h, confirmed))
         self._pending = []
         return beats
