@@ -1,9 +1,9 @@
 """Dataset-scale extraction: recordings per minute, serial and on a Dask LocalCluster of 1 and 2 workers.
 
-Run ``python -m benchmarks.extract_scaling``. The recordings are surrogate nights (EDF at 100 Hz, two
-EEG channels and an EOG, with their hypnograms; ``run_stream.py surrogate --night``), following each
-real Sleep-EDF hypnogram shipped in ``simulators/data/sleep-edf/`` with ``--seeds`` seeds: by default
-12 nights of 7.6 to 9.3 hours after cropping to 30 minutes around sleep, about 8.4 hours on average.
+Run ``python -m benchmarks.extract_scaling``. The recordings are surrogate nights (EDF at 100 Hz:
+8 EEG channels, EOG, chin EMG and ECG, with their hypnograms; ``run_stream.py surrogate --night``),
+following each real Sleep-EDF hypnogram shipped in ``simulators/data/sleep-edf/`` with ``--seeds``
+seeds: by default 12 nights, cropped to the sleep period with a margin (about 7 hours each).
 Each is extracted as ``run_stream.py extract NIGHTS -o OUT/`` extracts it (every window's 11
 features, YASA's stage of every scored epoch, one Parquet file written per night) by
 
