@@ -67,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if output.is_file() and not output.suffix:
         raise SystemExit(f"error: {output} is a file: a feature dataset needs a folder")
+    if not into_folder and (args.workers is not None or args.scheduler is not None):
+        raise SystemExit(
+            "error: --workers and --scheduler extract into a feature dataset: give a folder to -o "
+            "(a single .csv or .parquet table is extracted in this process)"
+        )
     sources = resolve_sources(
         args.session, subject=args.subject, run=args.run, hypnogram=args.hypnogram,
         eeg_unit=args.eeg_unit, dummy_scans=args.dummy_scans,

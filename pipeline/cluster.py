@@ -32,7 +32,7 @@ def dask_client(
     scheduler: str | None = None,
     workers: int | None = None,
     dashboard_address: str | None = LOCAL_DASHBOARD,
-    connect_timeout: float = 30.0,
+    connect_timeout: float = 10.0,
 ) -> Iterator[Client]:
     """A ``distributed.Client`` for the duration of a batch.
 

@@ -52,6 +52,15 @@ def test_extract_errors_are_clear(short_dataset, tmp_path):
     assert wrong.returncode != 0 and "or end in .csv or .parquet" in wrong.stderr
     missing = run_cli("extract", str(tmp_path / "nowhere"), "-o", str(tmp_path / "t.csv"))
     assert missing.returncode != 0 and "does not exist" in missing.stderr
+    one_table = run_cli("extract", str(short_dataset), "--workers", "2", "-o", str(tmp_path / "t.parquet"))
+    assert one_table.returncode != 0 and "give a folder to -o" in one_table.stderr
+    unreachable = run_cli(
+        "extract", str(short_dataset), "-o", str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:9"
+    )  # fmt: skip
+    assert unreachable.returncode != 0 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in (
+        unreachable.stderr
+    )
+    assert "Traceback" not in unreachable.stderr
     nothing = run_cli("extract", str(short_dataset), "--subject", "42", "-o", str(tmp_path / "t.csv"))
     assert nothing.returncode != 0 and "no run in" in nothing.stderr
 
