@@ -23,6 +23,13 @@ It is removed as in Niazy et al. (2005), causally, beat by beat:
   components and the slope of their sum (a beat a few ms or a fraction of a sample early or late)
   are fitted to the epoch by generalised least squares: one gain per basis vector shared by all
   channels, spatially whitened, beside each channel's offset and linear trend (fitted, not removed).
+  A beat mixes the same few movements, each a little stronger or weaker than on average, which moves
+  its BCG out of the span of the template's own components but not out of the span of every kept
+  spatial pattern with every kept time course. Those extra directions (orthogonal to the basis) are
+  fitted too, each gain shrunk by the share of the BCG's beat-to-beat change in the beats' spread
+  along it (spread of the template beats' deviations from their mean, less the EEG's level there,
+  from the last corrected epochs' power spectrum): where the beats differ by little more than the
+  EEG, the EEG is left alone.
 
   Why not Niazy's per-channel principal components of the deviations from the mean: with 20-60 µV
   of BCG over 8-20 µV of EEG, 30 beats' deviations are mostly EEG, so their first components, and
@@ -72,6 +79,9 @@ LONGEST_RR = 2.0  # s: longer intervals are gaps, not heartbeats, for the median
 NOISE_FACTOR = 1.0  # a template component is kept when above the largest of the EEG left in the mean
 ECG_BLOCK = 0.1  # s: the ECG goes to the R-peak detector in blocks this long (fewer, larger calls)
 SHRINKAGE = 0.1  # of the EEG's spatial covariance, towards a multiple of the identity
+# The EEG's level along an extra basis direction (from each channel alone) is taken this many times
+# over: the whitened EEG is not quite white across channels, and only a clear change is fitted.
+EXTRA_MARGIN = 3.0
 
 Span = tuple[float, float, str]
 
@@ -153,6 +163,10 @@ class BcgCorrector:
         self._after = round(after * self.sfreq)
         self._epoch = self._before + self._after + 1
         self._dom = round(EEG_DOMINANCE * self.sfreq)
+        self._fft_length = 1 << (2 * self._epoch - 1).bit_length()
+        # Each rfft bin's share of a sum over the whole spectrum (the bins at 0 and Nyquist once).
+        self._fft_weights = np.full(self._fft_length // 2 + 1, 2.0 / self._fft_length)
+        self._fft_weights[[0, -1]] = 1.0 / self._fft_length
         # An epoch's offset and linear trend (orthonormal rows).
         ramp = np.linspace(-1.0, 1.0, self._epoch)
         trend = np.stack([np.ones(self._epoch), ramp])
@@ -192,6 +206,10 @@ class BcgCorrector:
         # computed once, for the BCG's spatial subspace (raw epochs) and the EEG's covariance (residuals).
         self._history_moments: deque[np.ndarray] = deque(maxlen=self.template_beats)
         self._residual_moments: deque[np.ndarray] = deque(maxlen=self.template_beats)
+        # The residuals' power spectra, spatially whitened, mean over channels (None where not finite):
+        # the EEG's level along the basis' extra directions.
+        self._residual_spectra: deque[np.ndarray | None] = deque(maxlen=self.template_beats)
+        self._last_whitener: np.ndarray | None = None
         self._rr: deque[int] = deque(maxlen=RR_HISTORY)
         self._rr_median: float | None = None  # median of _rr, kept until it changes
         self._ecg_fed = 0  # ECG samples given to the detector (whole blocks)
@@ -450,8 +468,10 @@ class BcgCorrector:
             self._history_moments.append(self._moment(held))
             self._filter = None
             if fitted is not None:
-                self._residuals.append(held - fitted)
-                self._residual_moments.append(self._moment(held - fitted))
+                residual = held - fitted
+                self._residuals.append(residual)
+                self._residual_moments.append(self._moment(residual))
+                self._residual_spectra.append(self._spectrum(residual))
         self._waiting = (peak, epoch, artefact)
 
     def _fit(self, epoch: np.ndarray) -> np.ndarray | None:
@@ -460,7 +480,8 @@ class BcgCorrector:
         The basis: the template's main spatial components (each channel's mean epoch, spatially
         whitened, projected on the BCG's main spatial patterns that stand out of the EEG left in it)
         and the slope of their sum. One gain per basis vector for all channels, fitted by generalised
-        least squares (spatially whitened) beside each channel's offset and linear trend.
+        least squares (spatially whitened) beside each channel's offset and linear trend. Beyond
+        them, each kept spatial pattern with each kept time course, shrunk (see ``_gains``).
         """
         if len(self._history) < self.min_template_beats:
             return None
@@ -482,9 +503,16 @@ class BcgCorrector:
             mean = np.where(inside, chosen, 0.0).sum(axis=1) / counts[:, None]
             deviations = np.where(inside, chosen - mean[:, None, :], 0.0)
         whitener, unwhitener = self._whitener(picks, deviations, valid)
+        self._last_whitener = whitener if picks.size == self._picks.size else None
+        extra: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         if self.components > 0:
-            parts = self._components(picks, mean, deviations, counts, whitener, unwhitener)
+            parts, spatial, temporal = self._components(picks, mean, deviations, counts, whitener, unwhitener)
             smooth = np.sum(parts, axis=0)
+            if spatial.shape[1] > 1:
+                # Every kept spatial pattern with every kept time course: a beat mixes the same few
+                # movements, each a little stronger or weaker than on average.
+                pairs = spatial.T[:, None, :, None] * temporal[None, :, None, :]
+                extra = (pairs.reshape(-1, *mean.shape), spatial, temporal, unwhitener)
         else:
             parts = [mean]
             smooth = mean
@@ -492,10 +520,10 @@ class BcgCorrector:
         # template plus this times the shift, so timing and sub-sample alignment are fitted too.
         parts.append(np.gradient(smooth, axis=1))
         basis = np.stack(parts)  # (vectors, usable channels, samples)
-        gains = self._gains(basis, epoch[picks], picks, whitener, deviations, valid)
+        fitted = self._gains(basis, extra, epoch[picks], picks, whitener, deviations, valid)
         artefact = np.zeros_like(epoch)
-        if gains is not None:
-            artefact[picks] = np.tensordot(gains, basis, axes=1)
+        if fitted is not None:
+            artefact[picks] = fitted
         return artefact
 
     def _components(
@@ -506,7 +534,7 @@ class BcgCorrector:
         counts: np.ndarray,
         whitener: np.ndarray,
         unwhitener: np.ndarray,
-    ) -> list[np.ndarray]:
+    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         """The mean template's components above the EEG left in it (at most ``components``).
 
         The BCG's spatial patterns are the main eigenvectors of the whitened epochs' spatial second
@@ -515,7 +543,8 @@ class BcgCorrector:
         only (where the EEG left in it tilts a weak pattern). Each pattern's time course is the
         whitened mean's projection on it; those whose norm exceeds the EEG left in the mean (the
         largest singular value of the same average taken with alternating signs, which cancels the
-        BCG) are kept.
+        BCG) are kept. Also returned: their whitened spatial patterns (channels, rank) and an
+        orthonormal basis of their time courses (rank, samples).
         """
         signs = np.where(np.arange(deviations.shape[1]) % 2 == 0, 1.0, -1.0)
         noise = whitener @ (np.tensordot(deviations, signs, axes=([1], [0])) / counts[:, None])
@@ -528,10 +557,14 @@ class BcgCorrector:
             values = np.linalg.norm(courses, axis=1)
             order = np.argsort(-values, kind="stable")
             rank = int(np.clip(np.sum(values > floor), 1, self.components))
-            return [unwhitener @ np.outer(patterns[:, j], courses[j]) for j in order[:rank]]
+            kept = order[:rank]
+            _, _, temporal = np.linalg.svd(courses[kept], full_matrices=False)
+            parts = [unwhitener @ np.outer(patterns[:, j], courses[j]) for j in kept]
+            return parts, patterns[:, kept], temporal
         u, values, vt = np.linalg.svd(whitener @ mean, full_matrices=False)
         rank = int(np.clip(np.sum(values > floor), 1, self.components))
-        return [unwhitener @ (values[j] * np.outer(u[:, j], vt[j])) for j in range(rank)]
+        parts = [unwhitener @ (values[j] * np.outer(u[:, j], vt[j])) for j in range(rank)]
+        return parts, u[:, :rank], vt[:rank]
 
     def _moment(self, epoch: np.ndarray) -> np.ndarray:
         """An epoch's spatial second moment, detrended (NaN in a non-finite channel's row and column)."""
@@ -569,7 +602,12 @@ class BcgCorrector:
             if pooled.shape[1] == 0:
                 return eye, eye
             covariance = pooled @ pooled.T / pooled.shape[1]
-        level = float(np.trace(covariance)) / picks.size
+        return self._whitening(covariance)
+
+    def _whitening(self, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The whitening of ``covariance`` shrunk towards a multiple of the identity, and its inverse."""
+        eye = np.eye(covariance.shape[0])
+        level = float(np.trace(covariance)) / covariance.shape[0]
         if not level > 0:
             return eye, eye
         covariance = (1 - SHRINKAGE) * covariance + SHRINKAGE * level * eye
@@ -578,20 +616,39 @@ class BcgCorrector:
         whitener = (vectors / np.sqrt(values)) @ vectors.T
         return whitener, (vectors * np.sqrt(values)) @ vectors.T
 
+    def _spectrum(self, residual: np.ndarray) -> np.ndarray | None:
+        """A residual epoch's power spectrum, detrended and whitened by the last fit, mean over channels.
+
+        The Fourier transform (zero-padded to ``_fft_length``, at least twice the epoch) of the
+        epoch's autocorrelation: the EEG's level along any direction follows from it (see ``_gains``).
+        None where the epoch is not finite or no fit whitened every channel yet.
+        """
+        if self._last_whitener is None or not np.isfinite(residual).all():
+            return None
+        spectra = np.fft.rfft(self._last_whitener @ self._detrend(residual), n=self._fft_length, axis=1)
+        return np.asarray(np.mean(spectra.real**2 + spectra.imag**2, axis=0) / self._epoch)
+
     def _gains(
         self,
         basis: np.ndarray,
+        extra: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
         epoch: np.ndarray,
         picks: np.ndarray,
         whitener: np.ndarray,
         deviations: np.ndarray,
         valid: np.ndarray,
     ) -> np.ndarray | None:
-        """Gains of the basis in ``epoch``: least squares over its finite part, spatially whitened.
+        """The basis fitted to ``epoch``: least squares over its finite part, spatially whitened.
 
         Channels with no finite sample in the epoch are left out (the whitening recomputed without
         them), and so are the samples where another channel is not finite. Each channel's offset
         and trend over those samples are fitted beside the gains (taken out of both sides).
+
+        The ``extra`` vectors (None: none) are fitted along their directions orthogonal to the
+        basis, each gain shrunk towards 0 by ``change / (change + noise)``: ``noise`` the EEG's
+        level along the direction (``EXTRA_MARGIN`` times the sum over channels of each channel's
+        part weighted by the last whitened residual epochs' mean power spectrum), ``change`` how much
+        the template beats' spread along it (their deviations from the mean) exceeds that.
         """
         finite = np.isfinite(epoch)
         rows = finite.any(axis=1)
@@ -616,7 +673,47 @@ class BcgCorrector:
         right = prepared(epoch).reshape(-1)
         normal = left @ left.T
         scale = float(np.trace(normal)) / normal.shape[0] if np.trace(normal) > 0 else 1.0
-        return np.asarray(np.linalg.solve(normal + 1e-9 * scale * np.eye(normal.shape[0]), left @ right))
+        normal = normal + 1e-9 * scale * np.eye(normal.shape[0])
+        artefact = np.tensordot(np.linalg.solve(normal, left @ right), basis, axes=1)
+        if extra is None:
+            return np.asarray(artefact)
+        spectra = [spectrum for spectrum in self._residual_spectra if spectrum is not None]
+        if len(spectra) < self.min_template_beats:
+            return np.asarray(artefact)
+        # The extra directions, orthonormal and orthogonal to the basis (whitened, detrended).
+        pairs, spatial, temporal, unwhitener = extra
+        if rows.all() and columns.all():  # whitened already: detrending the time courses is enough
+            courses = temporal - (temporal @ trend) @ trend.T
+            more = (spatial.T[:, None, :, None] * courses[None, :, None, :]).reshape(pairs.shape[0], -1)
+        else:
+            more = prepared(np.matmul(unwhitener, pairs)).reshape(pairs.shape[0], -1)
+        overlap = np.linalg.solve(normal, left @ more.T)  # (basis vectors, extra vectors)
+        beyond = more - overlap.T @ left
+        values, vectors = np.linalg.eigh(beyond @ beyond.T)
+        keep = values > 1e-6 * max(float(values[-1]), 0.0)
+        if not keep.any():
+            return np.asarray(artefact)
+        mix = vectors[:, keep] / np.sqrt(values[keep])  # directions = mix.T @ beyond
+        directions = (mix.T @ beyond).reshape(-1, int(rows.sum()), int(columns.sum()))  # (k, ch, samples)
+        # The EEG along each direction: each channel's part against the residuals' mean spectrum
+        # (the whitened EEG is white across channels; what the fits took out of the residuals is
+        # coherent across them, a negligible share of each channel's spectrum).
+        power = self._fft_weights * np.mean(spectra, axis=0)
+        shapes = np.fft.rfft(directions, n=self._fft_length, axis=2)
+        noise = EXTRA_MARGIN * np.sum(shapes.real**2 + shapes.imag**2, axis=1) @ power
+        # The beats' spread along each direction: EEG and the BCG's own beat-to-beat change.
+        dual = np.matmul(whitener, directions)
+        dual = dual - (dual @ trend) @ trend.T
+        chosen = deviations if rows.all() and columns.all() else deviations[rows][:, :, columns]
+        spread = np.matmul(chosen, dual.transpose(1, 2, 0)).sum(axis=0)  # (beats, k)
+        spread = np.sum(spread * spread, axis=0) / max(spread.shape[0] - 1, 1)
+        change = np.maximum(spread - noise, 0.0)
+        # The gain along each direction, shrunk by the share of the BCG's change in its spread.
+        share = change / np.maximum(change + noise, 1e-300)
+        weights = mix @ (share * (directions.reshape(directions.shape[0], -1) @ right))
+        artefact += unwhitener @ np.tensordot(weights, pairs, axes=1)
+        artefact -= np.tensordot(overlap @ weights, basis, axes=1)
+        return np.asarray(artefact)
 
     # ------------------------------------------------------------------ output
     def _emit(self, stop: int) -> tuple[np.ndarray, np.ndarray, list[Span]]:
