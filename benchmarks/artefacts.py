@@ -24,9 +24,10 @@ the artefact's) and the per-channel correlation (0.5 Hz high-pass) with what a g
 should leave (clean EEG + pulse artefact), for our gradient stage, the reference above and offline
 average subtraction over the whole recording (a centred mean of 20 volumes,
 ``stream.gradient_correction.offline_aas``); then for the whole chain, the correlation with the
-clean EEG and the band powers of 30-s windows against the clean ones.
+clean EEG and the band powers of 30-s windows against the clean ones; and the whole chain again on
+``--subjects`` simulated subjects (seeds 0, 1, ...: their EEG, heartbeat and pulse artefacts differ).
 
-Usage: python -m benchmarks.artefacts [--seconds 120] [--repeats 3]
+Usage: python -m benchmarks.artefacts [--seconds 120] [--repeats 3] [--subjects 5]
 """
 
 from __future__ import annotations
@@ -183,6 +184,24 @@ def quality(label: str, settings: ScannerArtefactSettings, seconds: float) -> No
     line = f"artefacts.quality.{label}.chain.ours: " + measures(
         out.corrected, out.clean, out.clean, keep, gradient_power, "clean EEG"
     )
+    print(line + "; " + band_errors(recording), flush=True)
+
+
+def subjects(seconds: float, count: int) -> None:
+    """The whole chain on ``count`` simulated subjects (seeds): their EEG and pulse artefacts differ."""
+    for seed in range(count):
+        recording = in_scanner_recording(seconds, ScannerArtefactSettings(), seed=seed)
+        out = correct(recording, correction_chain())
+        keep = out.times > WARM_UP
+        gradient_power = harmonic_power(out.gradient[keep][:, EEG_ROWS], 250.0)
+        line = f"artefacts.quality.subject_seed_{seed}.chain.ours: " + measures(
+            out.corrected, out.clean, out.clean, keep, gradient_power, "clean EEG"
+        )
+        print(line + "; " + band_errors(recording), flush=True)
+
+
+def band_errors(recording) -> str:
+    """Band powers of the corrected windows against the clean ones: median and worst relative error."""
     bands = band_powers(windows_through(recording, recording.data, correction_chain()))
     clean_bands = band_powers(windows_through(recording, recording.clean, None))
     errors = np.array(
@@ -194,11 +213,10 @@ def quality(label: str, settings: ScannerArtefactSettings, seconds: float) -> No
     )
     worst = np.abs(errors).max(axis=0)
     median = np.median(np.abs(errors), axis=0)
-    line += (
-        f"; band power error over {len(errors)} windows starting after {WINDOWS_FROM:g} s, median / worst: "
+    text = f"band power error over {len(errors)} windows starting after {WINDOWS_FROM:g} s, median / worst: "
+    return text + ", ".join(
+        f"{band} {m:.1%} / {w:.1%}" for band, m, w in zip(BANDS, median, worst, strict=True)
     )
-    line += ", ".join(f"{band} {m:.1%} / {w:.1%}" for band, m, w in zip(BANDS, median, worst, strict=True))
-    print(line, flush=True)
 
 
 def measures(
@@ -224,6 +242,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0, help="signal length")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--subjects", type=int, default=5, help="simulated subjects for the whole chain")
     add_results_option(parser, "artefacts")
     args = parser.parse_args()
     with recorded("artefacts", args, packages=("numpy", "scipy")):
@@ -232,6 +251,7 @@ def main() -> None:
         latency(recording)
         quality("sync_box", ScannerArtefactSettings(), args.seconds)
         quality("clock_mismatch_20ppm", ScannerArtefactSettings(clock_mismatch_ppm=20.0), args.seconds)
+        subjects(args.seconds, args.subjects)
 
 
 if __name__ == "__main__":
