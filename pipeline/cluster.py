@@ -113,4 +113,3 @@ def fold_map(client: Client) -> Callable[[Callable[..., Result], list[tuple[Any,
         return list(client.gather(futures))
 
     return run
-

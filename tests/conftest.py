@@ -121,4 +121,3 @@ def scanner_dataset(tmp_path_factory) -> Path:
         root, "98", "sleep-1", sfreq=5000.0, scoring_source=scoring, seed=5, scanner=ScannerArtefactSettings()
     )
     return root
-
