@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from cli.recording_source import extract_dataset_to, extract_to, resolve_sources
 
     output = Path(args.output)
-    into_folder = output.is_dir() or not output.suffix
+    # A folder: one that exists, a name without suffix, or any name ending in a separator ("out.v2/").
+    into_folder = output.is_dir() or not output.suffix or args.output.endswith(("/", os.sep))
     if not into_folder and output.suffix not in (".csv", ".parquet"):
         raise SystemExit(
             f"error: {output}: the output must be a folder (feature dataset) or end in .csv or .parquet"

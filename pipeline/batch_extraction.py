@@ -267,10 +267,9 @@ def extract_into(
     folder.mkdir(parents=True, exist_ok=True)
     remove_partials(folder)
     pending = pending_jobs(jobs, folder, settings)
+    to_extract = {job.name for job in pending}
     results = {
-        job.name: _already_there(job.name, recording_file(folder, job.name))
-        for job in jobs
-        if job not in pending
+        name: _already_there(name, recording_file(folder, name)) for name in names if name not in to_extract
     }
     bar = tqdm(total=len(pending), desc="extracting", unit="recording", disable=not progress or not pending)
     try:

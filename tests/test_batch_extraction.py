@@ -117,9 +117,9 @@ def test_a_corrupt_recording_is_reported_and_the_others_extracted(dataset, tmp_p
     header = broken / "sub-98" / "eeg" / "sub-98_task-sleep_run-1_eeg.vhdr"
     header.write_text("this is not a BrainVision header\n")
     (broken / "sourcedata" / "sub-99-sleep-stage.tsv").unlink()  # subject 99 has no scoring
-    out = tmp_path / "features"
+    out = tmp_path / "features.v1"  # a folder: named with a trailing separator the first time
     done = run_cli(
-        "extract", str(broken), "-o", str(out), "--workers", "2", "--dashboard", "127.0.0.1:0", "--no-yasa"
+        "extract", str(broken), "-o", f"{out}/", "--workers", "2", "--dashboard", "127.0.0.1:0", "--no-yasa"
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
